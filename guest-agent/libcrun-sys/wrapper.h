@@ -1,0 +1,4 @@
+/* The libcrun headers libcrun-sys binds. */
+#include <container.h>
+#include <error.h>
+#include <status.h>

@@ -1,0 +1,107 @@
+//! Fixtures for tests that run real containers.
+//!
+//! Every test of this workspace that needs a container's root filesystem
+//! gets it from here: [`BusyboxRootfs`] builds one from Debian's
+//! `busybox-static` (installed by `integration/setup.sh`).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's busybox-static installs its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// The busybox applets linked into every test root filesystem.
+const APPLETS: &[&str] = &[
+    "sh",
+    "ash",
+    "echo",
+    "cat",
+    "sleep",
+    "true",
+    "false",
+    "kill",
+    "hostname",
+    "id",
+    "ls",
+    "env",
+    "pwd",
+    "head",
+    "tail",
+    "dd",
+    "yes",
+    "wc",
+    "sha256sum",
+    "md5sum",
+    "mkdir",
+    "rm",
+    "touch",
+    "ps",
+    "ip",
+    "ping",
+    "nc",
+    "seq",
+    "printf",
+    "test",
+    "tr",
+    "trap",
+    "stty",
+    "tty",
+    "wget",
+    "grep",
+    "sed",
+];
+
+/// A busybox root filesystem in a temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct BusyboxRootfs {
+    dir: tempfile::TempDir,
+}
+
+impl BusyboxRootfs {
+    /// Builds a root filesystem with busybox, its common applets, the mount
+    /// points a container needs and a minimal /etc (root and `nobody`).
+    pub fn new() -> io::Result<BusyboxRootfs> {
+        let dir = tempfile::Builder::new()
+            .prefix("busybox-rootfs")
+            .tempdir()?;
+        build(&dir.path().join("rootfs"))?;
+        Ok(BusyboxRootfs { dir })
+    }
+
+    /// The root filesystem (a directory named `rootfs` inside a private
+    /// temporary directory, whose other entries a test may use as a bundle).
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// The private directory holding the root filesystem.
+    pub fn bundle(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Builds a busybox root filesystem at `rootfs`.
+pub fn build(rootfs: &Path) -> io::Result<()> {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{BUSYBOX} is missing: install busybox-static (integration/setup.sh does)"),
+        ));
+    }
+    for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root", "run"] {
+        fs::create_dir_all(rootfs.join(d))?;
+    }
+    fs::copy(busybox, rootfs.join("bin/busybox"))?;
+    for applet in APPLETS {
+        symlink("busybox", rootfs.join("bin").join(applet))?;
+    }
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
+    fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+    Ok(())
+}

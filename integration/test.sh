@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of libcrun-shim on this machine, after doing the whole
+# set-up a fresh Debian 12 machine needs (integration/setup.sh: apt packages,
+# libcrun built from Debian's crun source). Needs root: the tests run real
+# containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(integration/setup.sh)"
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all --check
+echo "== cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test" >&2
+cargo test --workspace --locked

@@ -1,0 +1,40 @@
+//! The libcrun-shim v1 gRPC protocol.
+//!
+//! The `.proto` files in this crate's `libcrun_shim/v1/` folder are the
+//! public API of both the guest agent (`crun-shim-agent`) and the host
+//! service (`crun-shimd`); this crate holds the code tonic and prost generate
+//! from them (messages, clients and server traits) and the encoded file
+//! descriptor set that servers register for gRPC server reflection.
+//!
+//! ```
+//! use libcrun_shim_proto::v1::{ContainerConfig, CreateContainerRequest, container_config::Root};
+//!
+//! let request = CreateContainerRequest {
+//!     config: Some(ContainerConfig {
+//!         id: "web".into(),
+//!         root: Some(Root::Rootfs("/srv/rootfs".into())),
+//!         command: vec!["httpd".into(), "-f".into()],
+//!         ..Default::default()
+//!     }),
+//!     agent: String::new(),
+//! };
+//! assert_eq!(request.config.unwrap().id, "web");
+//! ```
+
+/// Version 1 of the protocol (protobuf package `libcrun_shim.v1`).
+///
+/// Every message, field, service and RPC carries the documentation written
+/// in the `.proto` files.
+pub mod v1 {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("libcrun_shim.v1");
+}
+
+/// The encoded `google.protobuf.FileDescriptorSet` of the v1 protocol (with
+/// its imports and source comments), for `tonic-reflection` and for clients
+/// that build requests at run time.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("libcrun_shim_v1_descriptor");
+
+/// The protobuf package of version 1 of the protocol.
+pub const PACKAGE_V1: &str = "libcrun_shim.v1";
