@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     tonic_prost_build::configure()
+        // Output, log and stdin payloads are passed on without copies.
+        .bytes(".")
         .file_descriptor_set_path(out_dir.join("libcrun_shim_v1_descriptor.bin"))
         .compile_protos(PROTOS, &["."])?;
     Ok(())

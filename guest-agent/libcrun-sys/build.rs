@@ -107,7 +107,7 @@ fn generate_bindings(include_paths: &[PathBuf]) {
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .allowlist_function("libcrun_container_(load_from_memory|load_from_file|free|run|create|start|kill|killall|delete|state|exec_with_options|exec_process_file|update|update_from_values|pause|unpause|read_pids|spec)")
         .allowlist_function("libcrun_(get_container_state_string|error_release|set_verbosity|init_logging|read_container_status|free_container_status|is_container_running|get_containers_list|free_containers_list|get_state_directory|container_delete_status)")
-        .allowlist_type("libcrun_(context|container|container_status|container_list|container_exec_options|update_value|error)_[st]")
+        .allowlist_type("libcrun_(context|container|container_status|container_list|container_exec_options|update_value|error)_[st]|crun_output_handler")
         .allowlist_var("LIBCRUN_RUN_OPTIONS_PREFORK|LIBCRUN_VERBOSITY_.*|PACKAGE_VERSION")
         .derive_default(true)
         .layout_tests(false)

@@ -2,7 +2,7 @@
 
 use std::ffi::{CStr, CString, c_char};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::container::{Container, path_to_cstring};
 use crate::error::{Error, Result};
@@ -10,6 +10,48 @@ use crate::ffi;
 
 /// Serializes calls into libcrun, which keeps process-wide state.
 static LIBCRUN: Mutex<()> = Mutex::new(());
+
+/// libcrun's output handler and its argument, once [`log_to_file`] set them.
+struct OutputHandler {
+    handler: ffi::crun_output_handler,
+    arg: usize,
+}
+
+static OUTPUT: OnceLock<OutputHandler> = OnceLock::new();
+
+/// Sends libcrun's own warnings and errors to a file (appended) instead of
+/// the process's stderr, which a container may share. Affects the whole
+/// process; only the first call takes effect.
+pub fn log_to_file(path: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut spec = b"file:".to_vec();
+    spec.extend_from_slice(path.as_os_str().as_bytes());
+    let spec = CString::new(spec).map_err(|_| Error::NulByte { what: "log path" })?;
+    let mut handler: ffi::crun_output_handler = None;
+    let mut arg: *mut std::ffi::c_void = std::ptr::null_mut();
+    let mut err: ffi::libcrun_error_t = std::ptr::null_mut();
+    let _guard = lock();
+    if OUTPUT.get().is_some() {
+        return Ok(());
+    }
+    // SAFETY: libcrun opens the file and installs its handler globally; the
+    // out pointers are valid.
+    let ret = unsafe {
+        ffi::libcrun_init_logging(
+            &mut handler,
+            &mut arg,
+            std::ptr::null(),
+            spec.as_ptr(),
+            &mut err,
+        )
+    };
+    check(ret, err)?;
+    let _ = OUTPUT.set(OutputHandler {
+        handler,
+        arg: arg as usize,
+    });
+    Ok(())
+}
 
 /// Takes the libcrun lock (a poisoned lock is still usable: libcrun's state
 /// is not left half-updated by a Rust panic).
@@ -282,6 +324,10 @@ impl Context {
             no_new_keyring: self.flags.no_new_keyring,
             force_no_cgroup: self.flags.force_no_cgroup,
             no_pivot: self.flags.no_pivot,
+            output_handler: OUTPUT.get().and_then(|o| o.handler),
+            output_handler_arg: OUTPUT
+                .get()
+                .map_or(std::ptr::null_mut(), |o| o.arg as *mut _),
             ..Default::default()
         }
     }
