@@ -2,7 +2,10 @@
 //!
 //! Every test of this workspace that needs a container's root filesystem
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
-//! `busybox-static` (installed by `integration/setup.sh`).
+//! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
+//! real `crun-shim-agent` on a private state root.
+
+pub mod agent;
 
 use std::fs;
 use std::io;

@@ -1,0 +1,138 @@
+//! `crun-shim-agent`: runs OCI containers through libcrun and serves the
+//! libcrun-shim v1 gRPC API.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use crun_shim_agent::runtime::{Runtime, RuntimeOptions};
+use crun_shim_agent::server::{self, ListenAddr};
+use tracing::{error, info};
+
+/// Runs OCI containers through libcrun and serves the libcrun-shim v1 gRPC
+/// API. Containers keep running when the agent stops; a restarted agent
+/// takes them over from its state root.
+#[derive(Debug, Parser)]
+#[command(name = "crun-shim-agent", version)]
+struct Args {
+    /// Where to serve: unix:///PATH or vsock://CID:PORT (CID "any" for any).
+    #[arg(
+        long,
+        env = "CRUN_SHIM_AGENT_LISTEN",
+        default_value = "unix:///run/libcrun-shim/agent.sock"
+    )]
+    listen: ListenAddr,
+    /// The state root: container records, bundles, logs, libcrun's state.
+    #[arg(
+        long,
+        env = "CRUN_SHIM_AGENT_ROOT",
+        default_value = "/var/lib/libcrun-shim/agent"
+    )]
+    root: PathBuf,
+    /// The crun-shim-monitor binary. Default: next to this binary.
+    #[arg(long, env = "CRUN_SHIM_MONITOR")]
+    monitor: Option<PathBuf>,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Before any thread exists: unsharing the mount namespace needs a
+    // single-threaded process.
+    let cgroups = match libcrun_sys::cgroup::prepare_process() {
+        Ok(p) => p,
+        Err(e) => {
+            error!("preparing cgroups for libcrun: {e}");
+            std::process::exit(1);
+        }
+    };
+    let monitor_binary = match args.monitor.clone().map_or_else(default_monitor, Ok) {
+        Ok(path) => path,
+        Err(e) => {
+            error!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let code = match runtime {
+        Ok(rt) => rt.block_on(run(
+            args,
+            RuntimeOptions {
+                root: PathBuf::new(),
+                monitor_binary,
+                cgroups,
+            },
+        )),
+        Err(e) => {
+            error!("starting tokio: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `crun-shim-monitor` next to this executable.
+fn default_monitor() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
+    let path = exe.with_file_name("crun-shim-monitor");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} not found; pass --monitor", path.display()))
+    }
+}
+
+async fn run(args: Args, mut options: RuntimeOptions) -> i32 {
+    options.root = args.root.clone();
+    info!(
+        root = %args.root.display(),
+        libcrun = libcrun_sys::libcrun_version(),
+        cgroups = ?options.cgroups.host_mode,
+        "starting"
+    );
+    let runtime = match Runtime::open(options).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!("opening {}: {e}", args.root.display());
+            return 1;
+        }
+    };
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel(1);
+    let shutdown = async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+            () = term => info!("SIGTERM: shutting down"),
+            _ = shutdown_rx.recv() => info!("Shutdown requested"),
+        }
+    };
+    info!(listen = ?args.listen, "serving");
+    match server::serve(runtime, &args.listen, shutdown, shutdown_tx).await {
+        Ok(()) => {
+            if let ListenAddr::Unix(path) = &args.listen {
+                let _ = std::fs::remove_file(path);
+            }
+            0
+        }
+        Err(e) => {
+            error!("serving on {:?}: {e}", args.listen);
+            1
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The agent's error type.
+
+use std::io;
+
+/// The result of agent operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in the agent. Each variant maps to one gRPC
+/// status code (in `server`).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed: a bad id, path, signal, duration...
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A container, exec, path or image does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A container with that id exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The container's state does not allow the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A deadline passed.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// The agent is shutting down, or a resource it needs is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// libcrun failed.
+    #[error("{context}: {source}")]
+    Libcrun {
+        /// What the agent was doing.
+        context: String,
+        /// libcrun's error.
+        #[source]
+        source: libcrun_sys::Error,
+    },
+    /// A system call or file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the agent was doing.
+        context: String,
+        /// The failure.
+        #[source]
+        source: io::Error,
+    },
+    /// A bug or an inconsistency in the agent's own state.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A libcrun error with what was being done.
+    pub fn libcrun(context: impl Into<String>, source: libcrun_sys::Error) -> Error {
+        Error::Libcrun {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Adds context to I/O results.
+pub trait IoContext<T> {
+    /// Wraps an I/O error with what was being done.
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(what(), e))
+    }
+}

@@ -1,0 +1,428 @@
+//! The per-container monitor and the exec helper: the small,
+//! single-threaded processes (binary `crun-shim-monitor`) that call the
+//! libcrun functions which fork, so the multi-threaded agent never forks
+//! without an exec.
+//!
+//! A monitor is started by the agent for each run of a container and
+//! lives as long as the container's init process:
+//!
+//! 1. it starts a new session (signals to the agent's process group do not
+//!    reach it) and, on a hybrid cgroup host, a private mount namespace;
+//! 2. it creates the container through libcrun with its own pipes (or a
+//!    pseudo-terminal received on a console socket) as the container's
+//!    stdout and stderr, /dev/null as stdin;
+//! 3. it reports the init pid, or libcrun's error, on its stdout (a pipe to
+//!    the agent) as one JSON line, and closes it;
+//! 4. it copies the container's output into the log files, reaps the init
+//!    process when it exits, drains the output, and writes `exit.json`
+//!    (exit code, signal, OOM kill) atomically before exiting.
+//!
+//! The agent may die and restart at any time: the monitor does not depend
+//! on it after step 3, so the container, its log capture and its exit
+//! status survive.
+
+pub mod exec;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use serde::{Deserialize, Serialize};
+
+use crate::logs::{LogWriter, Stream};
+use crate::model::{ExitStatus, LogConfig};
+use crate::store::{self, ExitRecord};
+
+/// What the monitor reports to the agent once the container is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateReport {
+    /// The container was created; its init process has this host pid.
+    Created {
+        /// The init process's pid.
+        pid: i32,
+    },
+    /// libcrun failed to create it.
+    Failed {
+        /// libcrun's errno (0 if none).
+        errno: i32,
+        /// libcrun's message.
+        message: String,
+    },
+}
+
+/// The monitor's command line.
+#[derive(Debug, Clone)]
+pub struct MonitorArgs {
+    /// The agent's state root.
+    pub root: PathBuf,
+    /// The container's id.
+    pub id: String,
+    /// The run number, written into `exit.json`.
+    pub run: u32,
+    /// Log rotation limits.
+    pub log: LogConfig,
+}
+
+impl MonitorArgs {
+    /// The arguments that start a monitor with these settings.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "run".into(),
+            "--root".into(),
+            self.root.display().to_string(),
+            "--id".into(),
+            self.id.clone(),
+            "--run".into(),
+            self.run.to_string(),
+            "--log-max-size".into(),
+            self.log.max_size_bytes.to_string(),
+            "--log-max-files".into(),
+            self.log.max_files.to_string(),
+        ]
+    }
+}
+
+/// Name of the console socket inside the container directory (relative,
+/// so the socket path stays short whatever the state root).
+const CONSOLE_SOCKET: &str = "console.sock";
+/// How long to wait for the container's output to close after its init
+/// process exited (processes outside its pid namespace may hold it).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Size of the pipes carrying the container's output.
+const PIPE_SIZE: i32 = 1 << 20;
+
+fn errno_io(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// Moves `fd` above the standard descriptors, close-on-exec.
+fn move_high(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: duplicates a descriptor this process owns.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Points descriptor `target` (0, 1 or 2) at `fd`.
+fn redirect(fd: RawFd, target: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 onto a standard descriptor.
+    if unsafe { libc::dup2(fd, target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pipe whose read end is close-on-exec and large.
+fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno_io)?;
+    // SAFETY: F_SETPIPE_SZ on our own pipe; failure only leaves it smaller.
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+    Ok((r, w))
+}
+
+/// Runs a monitor; returns the process exit code.
+pub fn run(args: &MonitorArgs) -> i32 {
+    // The agent gave us: stdin /dev/null, stdout the report pipe, stderr
+    // our diagnostics file. Keep the last two away from 0-2, which the
+    // container inherits.
+    let (report, diag) = match (move_high(1), move_high(2)) {
+        (Ok(r), Ok(d)) => (File::from(r), File::from(d)),
+        _ => return 1,
+    };
+    let mut monitor = Monitor { args, diag };
+    match monitor.create(report) {
+        Ok(Some(running)) => match monitor.supervise(running) {
+            Ok(()) => 0,
+            Err(e) => {
+                monitor.note(&format!("monitoring failed: {e}"));
+                1
+            }
+        },
+        Ok(None) => 1,
+        Err(e) => {
+            monitor.note(&format!("setting up failed: {e}"));
+            1
+        }
+    }
+}
+
+struct Monitor<'a> {
+    args: &'a MonitorArgs,
+    diag: File,
+}
+
+/// A created container being watched.
+struct Running {
+    pid: i32,
+    outputs: Vec<(OwnedFd, Stream)>,
+    signals: SignalFd,
+    cgroup_path: Option<String>,
+    writer: LogWriter,
+}
+
+impl Monitor<'_> {
+    fn note(&mut self, message: &str) {
+        let _ = writeln!(
+            self.diag,
+            "{} monitor[{}] {}: {message}",
+            humantime_now(),
+            std::process::id(),
+            self.args.id
+        );
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.args.root.join("containers").join(&self.args.id)
+    }
+
+    /// Creates the container and reports to the agent. `Ok(None)` when
+    /// libcrun failed (already reported).
+    fn create(&mut self, mut report: File) -> io::Result<Option<Running>> {
+        nix::unistd::setsid().map_err(errno_io)?;
+        let dir = self.dir();
+        std::env::set_current_dir(&dir)?;
+        libcrun_sys::cgroup::prepare_process()?;
+        let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
+
+        // SIGCHLD (the container's exit) is read from a signalfd; block it
+        // before the container exists so it cannot be missed.
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(errno_io)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(errno_io)?;
+
+        let spec_path = dir.join(store::CONFIG_FILE);
+        let spec = std::fs::read_to_string(&spec_path)?;
+        let terminal = serde_json::from_str::<serde_json::Value>(&spec)
+            .ok()
+            .and_then(|v| v["process"]["terminal"].as_bool())
+            .unwrap_or(false);
+
+        let devnull = File::open("/dev/null")?;
+        redirect(devnull.as_raw_fd(), 0)?;
+        let mut builder =
+            libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
+        let mut outputs = Vec::new();
+        let console = if terminal {
+            let _ = std::fs::remove_file(CONSOLE_SOCKET);
+            let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
+            builder = builder.console_socket(CONSOLE_SOCKET);
+            redirect(devnull.as_raw_fd(), 1)?;
+            redirect(devnull.as_raw_fd(), 2)?;
+            Some(listener)
+        } else {
+            let (out_r, out_w) = output_pipe()?;
+            let (err_r, err_w) = output_pipe()?;
+            redirect(out_w.as_raw_fd(), 1)?;
+            redirect(err_w.as_raw_fd(), 2)?;
+            outputs.push((out_r, Stream::Stdout));
+            outputs.push((err_r, Stream::Stderr));
+            None
+        };
+
+        let context = builder.build().map_err(io::Error::other)?;
+        let created = libcrun_sys::Container::from_json(&spec)
+            .and_then(|mut container| context.create(&self.args.id, &mut container));
+        // The container holds its own copies of the output pipes; ours must
+        // close so that its exit closes them.
+        redirect(devnull.as_raw_fd(), 1)?;
+        redirect(devnull.as_raw_fd(), 2)?;
+
+        let state = created.and_then(|()| context.state(&self.args.id));
+        let state = match state {
+            Ok(state) => state,
+            Err(e) => {
+                let failed = CreateReport::Failed {
+                    errno: e.errno().unwrap_or(0),
+                    message: e.to_string(),
+                };
+                self.note(&format!("create failed: {e}"));
+                let _ = writeln!(
+                    report,
+                    "{}",
+                    serde_json::to_string(&failed).unwrap_or_default()
+                );
+                return Ok(None);
+            }
+        };
+        if let Some(listener) = console {
+            let master = receive_fd(&listener)?;
+            let _ = std::fs::remove_file(CONSOLE_SOCKET);
+            outputs.push((master, Stream::Stdout));
+        }
+        for (fd, _) in &outputs {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .map_err(errno_io)?;
+        }
+        let writer = LogWriter::open(&dir.join(store::LOGS_DIR), self.args.log)?;
+        let created = CreateReport::Created { pid: state.pid };
+        writeln!(
+            report,
+            "{}",
+            serde_json::to_string(&created).map_err(io::Error::other)?
+        )?;
+        drop(report);
+        // Give back what libcrun's parsing and setup allocated: the monitor
+        // lives as long as the container.
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        Ok(Some(Running {
+            pid: state.pid,
+            outputs,
+            signals,
+            cgroup_path: state.cgroup_path,
+            writer,
+        }))
+    }
+
+    /// Copies output to the logs until the container has exited and its
+    /// output is closed, then records the exit.
+    fn supervise(&mut self, mut running: Running) -> io::Result<()> {
+        let mut buf = vec![0u8; 128 * 1024];
+        let mut exit: Option<(i32, Instant)> = None;
+        loop {
+            if running.outputs.is_empty() && exit.is_some() {
+                break;
+            }
+            let timeout = match exit {
+                Some((_, at)) => {
+                    let left = DRAIN_GRACE.saturating_sub(at.elapsed());
+                    if left.is_zero() {
+                        self.note("output still open after the container exited; closing it");
+                        break;
+                    }
+                    PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let (ready, signal_ready) = {
+                let mut fds: Vec<PollFd> = running
+                    .outputs
+                    .iter()
+                    .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                fds.push(PollFd::new(running.signals.as_fd(), PollFlags::POLLIN));
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => return Err(errno_io(e)),
+                }
+                let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+                let signal_ready = ready[ready.len() - 1];
+                (ready[..ready.len() - 1].to_vec(), signal_ready)
+            };
+            let now = SystemTime::now();
+            let mut closed = Vec::new();
+            for (i, is_ready) in ready.iter().enumerate() {
+                if !is_ready {
+                    continue;
+                }
+                let (fd, stream) = &running.outputs[i];
+                // Read what is there (bounded, so one busy stream cannot
+                // starve the other or the exit).
+                for _ in 0..16 {
+                    match nix::unistd::read(fd, &mut buf) {
+                        Ok(0) => {
+                            closed.push(i);
+                            break;
+                        }
+                        Ok(n) => running.writer.write(*stream, &buf[..n], now)?,
+                        Err(nix::Error::EAGAIN) => break,
+                        Err(nix::Error::EINTR) => continue,
+                        // A terminal's master reports EIO once the last
+                        // slave is closed.
+                        Err(_) => {
+                            closed.push(i);
+                            break;
+                        }
+                    }
+                }
+            }
+            for i in closed.into_iter().rev() {
+                running.outputs.remove(i);
+            }
+            running.writer.flush()?;
+            if signal_ready {
+                while let Ok(Some(_)) = running.signals.read_signal() {}
+                if let Some(status) = reap(running.pid) {
+                    exit = Some((status, Instant::now()));
+                }
+            }
+        }
+        running.writer.flush()?;
+        let (status, _) = exit.unwrap_or((0, Instant::now()));
+        let mut exit = ExitStatus::from_wait_status(status, SystemTime::now());
+        exit.oom_killed = running
+            .cgroup_path
+            .as_deref()
+            .is_some_and(|p| crate::cgroups::oom_kill_count(p).unwrap_or(0) > 0);
+        let record = ExitRecord {
+            run: self.args.run,
+            exit,
+        };
+        store::write_json(&self.dir().join(store::EXIT_FILE), &record)?;
+        self.note(&format!(
+            "container exited with code {} (signal {}, oom killed: {})",
+            exit.exit_code, exit.signal, exit.oom_killed
+        ));
+        Ok(())
+    }
+}
+
+/// Reaps exited children; returns the raw wait status of `pid` if it was
+/// among them.
+fn reap(pid: i32) -> Option<i32> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => {
+                if p.as_raw() == pid {
+                    found = Some(code << 8);
+                }
+            }
+            Ok(WaitStatus::Signaled(p, sig, core)) => {
+                if p.as_raw() == pid {
+                    found = Some(sig as i32 | if core { 0x80 } else { 0 });
+                }
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return found,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Accepts one connection on the console socket and receives the
+/// pseudo-terminal master libcrun sends over it.
+fn receive_fd(listener: &std::os::unix::net::UnixListener) -> io::Result<OwnedFd> {
+    let (stream, _) = listener.accept()?;
+    crate::fdpass::recv_fd(stream.as_raw_fd())?.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no terminal received on the console socket",
+        )
+    })
+}
+
+/// The current time as RFC 3339, for diagnostics.
+fn humantime_now() -> String {
+    crate::logs::format_time(SystemTime::now())
+}
+
+/// Reads the single report line a monitor writes to its stdout.
+pub fn parse_report(line: &str) -> Option<CreateReport> {
+    serde_json::from_str(line.trim()).ok()
+}

@@ -1,0 +1,426 @@
+//! Conversions between the protocol's messages and the runtime's types.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use libcrun_shim_proto::v1 as pb;
+
+use crate::error::{Error, Result};
+use crate::logs::{LogEntry, LogQuery, Stream};
+use crate::model::{
+    CapabilityChanges, ContainerConfig, ExitStatus, HealthCheck, LogConfig, Mount, NetworkMode,
+    ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Status,
+};
+use crate::spec;
+use crate::store::Record;
+
+/// A timestamp for the wire.
+pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
+    t.into()
+}
+
+/// A timestamp from the wire.
+pub fn system_time(t: &prost_types::Timestamp, what: &str) -> Result<SystemTime> {
+    SystemTime::try_from(*t).map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
+}
+
+/// A duration from the wire (negative ones are refused).
+pub fn duration(d: &prost_types::Duration, what: &str) -> Result<Duration> {
+    Duration::try_from(*d)
+        .map_err(|_| Error::InvalidArgument(format!("{what}: invalid or negative duration {d}")))
+}
+
+/// An optional duration from the wire.
+pub fn optional_duration(
+    d: Option<&prost_types::Duration>,
+    what: &str,
+) -> Result<Option<Duration>> {
+    d.map(|d| duration(d, what)).transpose()
+}
+
+fn duration_or(
+    d: Option<&prost_types::Duration>,
+    what: &str,
+    default: Duration,
+) -> Result<Duration> {
+    d.map_or(Ok(default), |d| duration(d, what))
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// A container's configuration from a Create request.
+pub fn config_from_proto(c: pb::ContainerConfig) -> Result<ContainerConfig> {
+    use pb::container_config::Root;
+    let root = match c.root {
+        Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
+        Some(Root::Image(reference)) if !reference.is_empty() => RootSource::Image(reference),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "a rootfs path or an image is required".into(),
+            ));
+        }
+    };
+    let network = match pb::NetworkMode::try_from(c.network_mode) {
+        Ok(pb::NetworkMode::Unspecified | pb::NetworkMode::None) => NetworkMode::None,
+        Ok(pb::NetworkMode::Host) => NetworkMode::Host,
+        Err(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown network mode {}",
+                c.network_mode
+            )));
+        }
+    };
+    let restart_policy = match c.restart_policy {
+        None => RestartPolicy::No,
+        Some(p) => match pb::restart_policy::Kind::try_from(p.kind) {
+            Ok(pb::restart_policy::Kind::Unspecified | pb::restart_policy::Kind::No) => {
+                RestartPolicy::No
+            }
+            Ok(pb::restart_policy::Kind::OnFailure) => RestartPolicy::OnFailure {
+                max_retries: p.max_retries,
+            },
+            Ok(pb::restart_policy::Kind::Always) => RestartPolicy::Always,
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown restart policy {}",
+                    p.kind
+                )));
+            }
+        },
+    };
+    let health_check = c
+        .health_check
+        .map(|h| -> Result<HealthCheck> {
+            if h.command.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "health check command is empty".into(),
+                ));
+            }
+            Ok(HealthCheck {
+                command: h.command,
+                interval: duration_or(
+                    h.interval.as_ref(),
+                    "health check interval",
+                    Duration::from_secs(30),
+                )?,
+                timeout: duration_or(
+                    h.timeout.as_ref(),
+                    "health check timeout",
+                    Duration::from_secs(30),
+                )?,
+                retries: if h.retries == 0 { 3 } else { h.retries },
+                start_period: duration_or(
+                    h.start_period.as_ref(),
+                    "health check start period",
+                    Duration::ZERO,
+                )?,
+            })
+        })
+        .transpose()?;
+    let defaults = LogConfig::default();
+    let log = c.log_config.map_or(defaults, |l| LogConfig {
+        max_size_bytes: if l.max_size_bytes == 0 {
+            defaults.max_size_bytes
+        } else {
+            l.max_size_bytes
+        },
+        max_files: if l.max_files == 0 {
+            defaults.max_files
+        } else {
+            l.max_files
+        },
+    });
+    let rlimits = c
+        .rlimits
+        .into_iter()
+        .map(|r| {
+            Ok(Rlimit {
+                kind: spec::normalize_rlimit(&r.r#type)?,
+                soft: r.soft,
+                hard: r.hard,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let caps = c.capabilities.unwrap_or_default();
+    let normalize = |v: Vec<String>| {
+        v.iter()
+            .map(|n| spec::normalize_capability(n))
+            .collect::<Result<Vec<_>>>()
+    };
+    let stop_signal = non_empty(c.stop_signal);
+    if let Some(s) = &stop_signal {
+        spec::signal::parse(s)?;
+    }
+    Ok(ContainerConfig {
+        id: c.id,
+        root,
+        command: c.command,
+        args: c.args,
+        env: c.env,
+        working_dir: non_empty(c.working_dir),
+        user: non_empty(c.user),
+        additional_gids: c.additional_gids,
+        hostname: non_empty(c.hostname),
+        mounts: c
+            .mounts
+            .into_iter()
+            .map(|m| Mount {
+                destination: m.destination,
+                source: m.source,
+                kind: m.r#type,
+                options: m.options,
+                read_only: m.read_only,
+            })
+            .collect(),
+        network,
+        resources: c.resources.map(resources_from_proto).unwrap_or_default(),
+        labels: c.labels.into_iter().collect(),
+        restart_policy,
+        health_check,
+        terminal: c.terminal,
+        log,
+        read_only_rootfs: c.read_only_rootfs,
+        rlimits,
+        capabilities: CapabilityChanges {
+            add: normalize(caps.add)?,
+            drop: normalize(caps.drop)?,
+        },
+        stop_signal,
+        stop_timeout: c
+            .stop_timeout
+            .as_ref()
+            .map(|d| duration(d, "stop timeout"))
+            .transpose()?,
+        annotations: c.annotations.into_iter().collect(),
+    })
+}
+
+/// Resource limits from the wire.
+pub fn resources_from_proto(r: pb::Resources) -> Resources {
+    Resources {
+        memory_limit_bytes: r.memory_limit_bytes,
+        memory_reservation_bytes: r.memory_reservation_bytes,
+        memory_swap_limit_bytes: r.memory_swap_limit_bytes,
+        cpu_shares: r.cpu_shares,
+        cpu_quota_us: r.cpu_quota_us,
+        cpu_period_us: r.cpu_period_us,
+        cpuset_cpus: r.cpuset_cpus,
+        pids_limit: r.pids_limit,
+    }
+}
+
+fn resources_to_proto(r: &Resources) -> pb::Resources {
+    pb::Resources {
+        memory_limit_bytes: r.memory_limit_bytes,
+        memory_reservation_bytes: r.memory_reservation_bytes,
+        memory_swap_limit_bytes: r.memory_swap_limit_bytes,
+        cpu_shares: r.cpu_shares,
+        cpu_quota_us: r.cpu_quota_us,
+        cpu_period_us: r.cpu_period_us,
+        cpuset_cpus: r.cpuset_cpus.clone(),
+        pids_limit: r.pids_limit,
+    }
+}
+
+fn proto_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// A configuration for the wire (as Inspect returns it).
+pub fn config_to_proto(c: &ContainerConfig) -> pb::ContainerConfig {
+    use pb::container_config::Root;
+    pb::ContainerConfig {
+        id: c.id.clone(),
+        root: Some(match &c.root {
+            RootSource::Rootfs(p) => Root::Rootfs(p.display().to_string()),
+            RootSource::Image(r) => Root::Image(r.clone()),
+        }),
+        command: c.command.clone(),
+        args: c.args.clone(),
+        env: c.env.clone(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        user: c.user.clone().unwrap_or_default(),
+        additional_gids: c.additional_gids.clone(),
+        hostname: c.hostname.clone().unwrap_or_default(),
+        mounts: c
+            .mounts
+            .iter()
+            .map(|m| pb::Mount {
+                destination: m.destination.clone(),
+                source: m.source.clone(),
+                r#type: m.kind.clone(),
+                options: m.options.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
+        network_mode: match c.network {
+            NetworkMode::None => pb::NetworkMode::None,
+            NetworkMode::Host => pb::NetworkMode::Host,
+        } as i32,
+        resources: Some(resources_to_proto(&c.resources)),
+        labels: c.labels.clone().into_iter().collect(),
+        restart_policy: Some(match c.restart_policy {
+            RestartPolicy::No => pb::RestartPolicy {
+                kind: pb::restart_policy::Kind::No as i32,
+                max_retries: 0,
+            },
+            RestartPolicy::OnFailure { max_retries } => pb::RestartPolicy {
+                kind: pb::restart_policy::Kind::OnFailure as i32,
+                max_retries,
+            },
+            RestartPolicy::Always => pb::RestartPolicy {
+                kind: pb::restart_policy::Kind::Always as i32,
+                max_retries: 0,
+            },
+        }),
+        health_check: c.health_check.as_ref().map(|h| pb::HealthCheck {
+            command: h.command.clone(),
+            interval: Some(proto_duration(h.interval)),
+            timeout: Some(proto_duration(h.timeout)),
+            retries: h.retries,
+            start_period: Some(proto_duration(h.start_period)),
+        }),
+        terminal: c.terminal,
+        log_config: Some(pb::LogConfig {
+            max_size_bytes: c.log.max_size_bytes,
+            max_files: c.log.max_files,
+        }),
+        read_only_rootfs: c.read_only_rootfs,
+        rlimits: c
+            .rlimits
+            .iter()
+            .map(|r| pb::Rlimit {
+                r#type: r.kind.clone(),
+                soft: r.soft,
+                hard: r.hard,
+            })
+            .collect(),
+        capabilities: Some(pb::Capabilities {
+            add: c.capabilities.add.clone(),
+            drop: c.capabilities.drop.clone(),
+        }),
+        stop_signal: c.stop_signal.clone().unwrap_or_default(),
+        stop_timeout: c.stop_timeout.map(proto_duration),
+        annotations: c.annotations.clone().into_iter().collect(),
+    }
+}
+
+/// A status for the wire.
+pub fn status_to_proto(s: Status) -> pb::ContainerStatus {
+    match s {
+        Status::Created => pb::ContainerStatus::Created,
+        Status::Running => pb::ContainerStatus::Running,
+        Status::Paused => pb::ContainerStatus::Paused,
+        Status::Stopped => pb::ContainerStatus::Stopped,
+    }
+}
+
+/// A status from a filter.
+pub fn status_from_proto(s: i32) -> Result<Status> {
+    match pb::ContainerStatus::try_from(s) {
+        Ok(pb::ContainerStatus::Created) => Ok(Status::Created),
+        Ok(pb::ContainerStatus::Running) => Ok(Status::Running),
+        Ok(pb::ContainerStatus::Paused) => Ok(Status::Paused),
+        Ok(pb::ContainerStatus::Stopped) => Ok(Status::Stopped),
+        _ => Err(Error::InvalidArgument(format!(
+            "unknown container status {s}"
+        ))),
+    }
+}
+
+/// An exit status for the wire.
+pub fn exit_to_proto(e: &ExitStatus) -> pb::ExitStatus {
+    pb::ExitStatus {
+        exit_code: e.exit_code,
+        signal: e.signal,
+        oom_killed: e.oom_killed,
+        finished_at: Some(timestamp(e.finished_at)),
+    }
+}
+
+/// A container for the wire.
+pub fn container_to_proto(r: &Record, exec_ids: Vec<String>) -> pb::Container {
+    pb::Container {
+        id: r.config.id.clone(),
+        agent: String::new(),
+        status: status_to_proto(r.status) as i32,
+        config: Some(config_to_proto(&r.config)),
+        pid: u32::try_from(r.pid).unwrap_or(0),
+        created_at: Some(timestamp(r.created_at)),
+        started_at: r.started_at.map(timestamp),
+        last_exit: r.last_exit.as_ref().map(exit_to_proto),
+        restart_count: r.restart_count,
+        health_status: if r.config.health_check.is_some() {
+            pb::HealthStatus::Starting
+        } else {
+            pb::HealthStatus::None
+        } as i32,
+        bundle: String::new(),
+        rootfs_path: r.rootfs_path.display().to_string(),
+        image_digest: String::new(),
+        exec_ids,
+    }
+}
+
+/// An exec process from the wire.
+pub fn process_from_proto(p: Option<pb::ProcessSpec>) -> Result<ProcessSpec> {
+    let p = p.ok_or_else(|| Error::InvalidArgument("process is required".into()))?;
+    Ok(ProcessSpec {
+        command: p.command,
+        env: p.env,
+        working_dir: non_empty(p.working_dir),
+        user: non_empty(p.user),
+        tty: p.tty,
+    })
+}
+
+/// A log query from the wire.
+pub fn log_query(r: &pb::LogsRequest) -> Result<LogQuery> {
+    let mut stdout = r.streams.is_empty();
+    let mut stderr = r.streams.is_empty();
+    for s in &r.streams {
+        match pb::LogStream::try_from(*s) {
+            Ok(pb::LogStream::Stdout) => stdout = true,
+            Ok(pb::LogStream::Stderr) => stderr = true,
+            Ok(pb::LogStream::Unspecified) => {
+                stdout = true;
+                stderr = true;
+            }
+            Err(_) => return Err(Error::InvalidArgument(format!("unknown log stream {s}"))),
+        }
+    }
+    Ok(LogQuery {
+        follow: r.follow,
+        tail: r.tail,
+        since: r
+            .since
+            .as_ref()
+            .map(|t| system_time(t, "since"))
+            .transpose()?,
+        until: r
+            .until
+            .as_ref()
+            .map(|t| system_time(t, "until"))
+            .transpose()?,
+        stdout,
+        stderr,
+    })
+}
+
+/// A log entry for the wire.
+pub fn log_entry_to_proto(e: LogEntry, timestamps: bool) -> pb::LogEntry {
+    pb::LogEntry {
+        time: timestamps.then(|| timestamp(e.time)),
+        stream: match e.stream {
+            Stream::Stdout => pb::LogStream::Stdout,
+            Stream::Stderr => pb::LogStream::Stderr,
+        } as i32,
+        data: e.data,
+        partial: e.partial,
+    }
+}

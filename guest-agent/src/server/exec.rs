@@ -1,0 +1,168 @@
+//! ExecService over the runtime.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use libcrun_shim_proto::v1::{self as pb, exec_service_server::ExecService};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::RpcResult;
+use super::convert;
+use crate::runtime::Runtime;
+use crate::runtime::exec::{ExecInput, ExecOutput, ExecRequest};
+use crate::spec;
+
+/// The exec service.
+pub struct Exec {
+    runtime: Arc<Runtime>,
+}
+
+impl Exec {
+    /// A service over `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Exec { runtime }
+    }
+}
+
+type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+
+fn terminal_size(size: Option<pb::TerminalSize>) -> Option<(u16, u16)> {
+    size.map(|s| {
+        (
+            s.rows.min(u16::MAX as u32) as u16,
+            s.cols.min(u16::MAX as u32) as u16,
+        )
+    })
+}
+
+fn response(r: pb::exec_response::Response) -> Result<pb::ExecResponse, Status> {
+    Ok(pb::ExecResponse { response: Some(r) })
+}
+
+#[tonic::async_trait]
+impl ExecService for Exec {
+    type ExecStream = ExecStream;
+
+    async fn exec(&self, request: Request<Streaming<pb::ExecRequest>>) -> RpcResult<ExecStream> {
+        use pb::exec_request::Request as In;
+        use pb::exec_response::Response as Out;
+        let mut inbound = request.into_inner();
+        let start = match inbound.message().await? {
+            Some(pb::ExecRequest {
+                request: Some(In::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an exec stream must be `start`",
+                ));
+            }
+        };
+        let exec_id = (!start.exec_id.is_empty()).then_some(start.exec_id);
+        let mut session = self
+            .runtime
+            .exec(
+                &start.container_id,
+                ExecRequest {
+                    exec_id,
+                    process: convert::process_from_proto(start.process)?,
+                    stdin: start.stdin,
+                    terminal_size: terminal_size(start.terminal_size),
+                },
+            )
+            .await?;
+
+        // Client → process.
+        let input = session.input.clone();
+        tokio::spawn(async move {
+            loop {
+                let item = match inbound.message().await {
+                    Ok(Some(msg)) => msg.request,
+                    // The client finished sending: end of stdin.
+                    Ok(None) => {
+                        let _ = input.send(ExecInput::CloseStdin).await;
+                        return;
+                    }
+                    // The client went away: the process goes too.
+                    Err(_) => {
+                        let _ = input.send(ExecInput::Signal(libc::SIGKILL)).await;
+                        return;
+                    }
+                };
+                let event = match item {
+                    Some(In::Stdin(data)) => ExecInput::Stdin(data),
+                    Some(In::Resize(size)) => {
+                        let (rows, cols) = terminal_size(Some(size)).unwrap_or_default();
+                        ExecInput::Resize(rows, cols)
+                    }
+                    Some(In::CloseStdin(_)) => ExecInput::CloseStdin,
+                    Some(In::Signal(name)) => match spec::signal::parse(&name) {
+                        Ok(sig) => ExecInput::Signal(sig),
+                        Err(_) => continue,
+                    },
+                    Some(In::Start(_)) | None => continue,
+                };
+                if input.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        // Process → client: started, output in order, exit last.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let started = Out::Started(pb::ExecStarted {
+            exec_id: session.exec_id.clone(),
+            pid: u32::try_from(session.pid).unwrap_or(0),
+        });
+        tokio::spawn(async move {
+            let mut client_gone = tx.send(response(started)).await.is_err();
+            while let Some(output) = session.output.recv().await {
+                if client_gone {
+                    continue;
+                }
+                let out = match output {
+                    ExecOutput::Stdout(data) => Out::Stdout(data),
+                    ExecOutput::Stderr(data) => Out::Stderr(data),
+                };
+                if tx.send(response(out)).await.is_err() {
+                    client_gone = true;
+                    let _ = session.input.send(ExecInput::Signal(libc::SIGKILL)).await;
+                }
+            }
+            let last = match session.exit.await {
+                Ok(Ok(exit)) => response(Out::Exit(convert::exit_to_proto(&exit))),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(Status::internal("exec ended without a status")),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<pb::ExecSyncRequest>,
+    ) -> RpcResult<pb::ExecSyncResponse> {
+        let r = request.into_inner();
+        let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?;
+        let result = self
+            .runtime
+            .exec_sync(
+                &r.container_id,
+                convert::process_from_proto(r.process)?,
+                r.stdin,
+                timeout,
+                r.max_output_bytes,
+            )
+            .await?;
+        Ok(Response::new(pb::ExecSyncResponse {
+            exit: Some(convert::exit_to_proto(&result.exit)),
+            stdout: result.stdout.into(),
+            stderr: result.stderr.into(),
+            timed_out: result.timed_out,
+            stdout_truncated: result.stdout_truncated,
+            stderr_truncated: result.stderr_truncated,
+        }))
+    }
+}

@@ -1,0 +1,51 @@
+//! LogService over the runtime.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use libcrun_shim_proto::v1::{self as pb, log_service_server::LogService};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::RpcResult;
+use super::convert;
+use crate::runtime::Runtime;
+
+/// The log service.
+pub struct Logs {
+    runtime: Arc<Runtime>,
+}
+
+impl Logs {
+    /// A service over `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Logs { runtime }
+    }
+}
+
+type LogsStream = Pin<Box<dyn Stream<Item = Result<pb::LogsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LogService for Logs {
+    type LogsStream = LogsStream;
+
+    async fn logs(&self, request: Request<pb::LogsRequest>) -> RpcResult<LogsStream> {
+        let r = request.into_inner();
+        let query = convert::log_query(&r)?;
+        let timestamps = r.timestamps;
+        let batches = self.runtime.logs(&r.container_id, query)?;
+        let stream = ReceiverStream::new(batches).map(move |batch| {
+            batch
+                .map(|entries| pb::LogsResponse {
+                    entries: entries
+                        .into_iter()
+                        .map(|e| convert::log_entry_to_proto(e, timestamps))
+                        .collect(),
+                })
+                .map_err(|e| Status::internal(format!("reading logs: {e}")))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,137 @@
+//! The gRPC layer: thin services over the runtime, served on a Unix socket
+//! or a vsock port. Every runtime error becomes one precise status code
+//! here, and nowhere else.
+
+mod containers;
+pub mod convert;
+mod exec;
+mod logs;
+mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libcrun_shim_proto::v1::container_service_server::ContainerServiceServer;
+use libcrun_shim_proto::v1::exec_service_server::ExecServiceServer;
+use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
+use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Code, Status};
+
+use crate::error::Error;
+use crate::runtime::Runtime;
+
+/// Where the agent listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A Unix socket path (`unix:///PATH`).
+    Unix(PathBuf),
+    /// A vsock port (`vsock://CID:PORT`; CID -1 or `any` for any).
+    Vsock {
+        /// The context id to bind.
+        cid: u32,
+        /// The port.
+        port: u32,
+    },
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{s}: the socket path must be absolute (unix:///PATH)"
+                ));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        if let Some(rest) = s.strip_prefix("vsock://") {
+            let (cid, port) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("{s}: expected vsock://CID:PORT"))?;
+            let cid = match cid {
+                "any" | "-1" => u32::MAX,
+                c => c.parse().map_err(|_| format!("{s}: bad CID {c:?}"))?,
+            };
+            let port = port
+                .parse()
+                .map_err(|_| format!("{s}: bad port {port:?}"))?;
+            return Ok(ListenAddr::Vsock { cid, port });
+        }
+        Err(format!("{s}: expected unix:///PATH or vsock://CID:PORT"))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let code = match &e {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::AlreadyExists(_) => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Libcrun { source, .. } => match source.errno() {
+                Some(libc::ENOENT) => Code::NotFound,
+                Some(libc::EINVAL) => Code::InvalidArgument,
+                Some(libc::EEXIST) => Code::AlreadyExists,
+                Some(libc::EPERM | libc::EACCES) => Code::PermissionDenied,
+                _ => Code::Internal,
+            },
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => Code::NotFound,
+                std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
+                _ => Code::Internal,
+            },
+            Error::Internal(_) => Code::Internal,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+/// Serves the v1 API until `shutdown` completes.
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    listen: &ListenAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown_tx: tokio::sync::mpsc::Sender<()>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let router = tonic::transport::Server::builder()
+        .add_service(ContainerServiceServer::new(containers::Containers::new(
+            runtime.clone(),
+        )))
+        .add_service(ExecServiceServer::new(exec::Exec::new(runtime.clone())))
+        .add_service(LogServiceServer::new(logs::Logs::new(runtime.clone())))
+        .add_service(SystemServiceServer::new(system::System::new(
+            runtime,
+            shutdown_tx,
+        )));
+    match listen {
+        ListenAddr::Unix(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            let listener = tokio::net::UnixListener::bind(path)?;
+            router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .await?;
+        }
+        ListenAddr::Vsock { cid, port } => {
+            let listener =
+                tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(*cid, *port))?;
+            router
+                .serve_with_incoming_shutdown(listener.incoming(), shutdown)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Shorthand for the result of an RPC.
+type RpcResult<T> = Result<tonic::Response<T>, Status>;

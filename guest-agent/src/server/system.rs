@@ -1,0 +1,169 @@
+//! SystemService over the runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use libcrun_shim_proto::v1::{self as pb, system_service_server::SystemService};
+use tonic::{Request, Response, Status};
+
+use super::RpcResult;
+use super::convert;
+use crate::model::Status as ContainerStatus;
+use crate::runtime::{ListFilter, Runtime};
+
+/// The name servers report as their component.
+pub const COMPONENT: &str = "crun-shim-agent";
+
+/// The system service.
+pub struct System {
+    runtime: Arc<Runtime>,
+    shutdown: tokio::sync::mpsc::Sender<()>,
+}
+
+impl System {
+    /// A service over `runtime`; Shutdown sends on `shutdown`.
+    pub fn new(runtime: Arc<Runtime>, shutdown: tokio::sync::mpsc::Sender<()>) -> Self {
+        System { runtime, shutdown }
+    }
+}
+
+fn cgroup_mode(mode: libcrun_sys::cgroup::CgroupMode) -> pb::CgroupMode {
+    use libcrun_sys::cgroup::CgroupMode;
+    match mode {
+        CgroupMode::V1 => pb::CgroupMode::V1,
+        CgroupMode::Hybrid => pb::CgroupMode::Hybrid,
+        CgroupMode::V2 => pb::CgroupMode::V2,
+    }
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn memory_bytes() -> u64 {
+    nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl SystemService for System {
+    async fn version(&self, _: Request<pb::VersionRequest>) -> RpcResult<pb::VersionResponse> {
+        Ok(Response::new(pb::VersionResponse {
+            component: COMPONENT.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            api_version: "v1".into(),
+            git_commit: option_env!("LIBCRUN_SHIM_GIT_COMMIT")
+                .unwrap_or_default()
+                .into(),
+            libcrun_version: libcrun_sys::libcrun_version().into(),
+        }))
+    }
+
+    async fn info(&self, _: Request<pb::InfoRequest>) -> RpcResult<pb::InfoResponse> {
+        let all = self.runtime.list(&ListFilter::default());
+        let running = all
+            .iter()
+            .filter(|r| matches!(r.status, ContainerStatus::Running | ContainerStatus::Paused))
+            .count();
+        let agent = pb::AgentInfo {
+            name: String::new(),
+            endpoint: String::new(),
+            state: pb::AgentState::Ready as i32,
+            version: env!("CARGO_PKG_VERSION").into(),
+            libcrun_version: libcrun_sys::libcrun_version().into(),
+            cgroup_mode: cgroup_mode(self.runtime.options().cgroups.host_mode) as i32,
+            kernel_version: kernel_release(),
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get() as u32),
+            memory_bytes: memory_bytes(),
+            containers: all.len() as u32,
+            containers_running: running as u32,
+            images: 0,
+            root_dir: self.runtime.store().root().display().to_string(),
+            started_at: Some(convert::timestamp(self.runtime.started_at())),
+            last_error: String::new(),
+        };
+        Ok(Response::new(pb::InfoResponse {
+            component: COMPONENT.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            agents: vec![agent],
+        }))
+    }
+
+    async fn cleanup_stopped(
+        &self,
+        _: Request<pb::CleanupStoppedRequest>,
+    ) -> RpcResult<pb::CleanupStoppedResponse> {
+        let stopped = self.runtime.list(&ListFilter {
+            statuses: vec![ContainerStatus::Stopped],
+            ..Default::default()
+        });
+        let mut removed_ids = Vec::new();
+        for record in stopped {
+            let id = record.config.id;
+            // A container restarted meanwhile is skipped, not an error.
+            if self.runtime.delete(&id, false).await.is_ok() {
+                removed_ids.push(id);
+            }
+        }
+        Ok(Response::new(pb::CleanupStoppedResponse { removed_ids }))
+    }
+
+    async fn list_orphaned(
+        &self,
+        _: Request<pb::ListOrphanedRequest>,
+    ) -> RpcResult<pb::ListOrphanedResponse> {
+        Err(Status::unimplemented(
+            "ListOrphaned is not implemented by this agent yet",
+        ))
+    }
+
+    async fn force_delete(
+        &self,
+        _: Request<pb::ForceDeleteRequest>,
+    ) -> RpcResult<pb::ForceDeleteResponse> {
+        Err(Status::unimplemented(
+            "ForceDelete is not implemented by this agent yet",
+        ))
+    }
+
+    async fn recover(&self, _: Request<pb::RecoverRequest>) -> RpcResult<pb::RecoverResponse> {
+        Err(Status::unimplemented(
+            "Recover is not implemented by this agent yet",
+        ))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<pb::ShutdownRequest>,
+    ) -> RpcResult<pb::ShutdownResponse> {
+        let r = request.into_inner();
+        let mut stopped_ids = Vec::new();
+        if r.stop_containers {
+            let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?
+                .unwrap_or(Duration::from_secs(10));
+            let live = self.runtime.list(&ListFilter {
+                statuses: vec![
+                    ContainerStatus::Created,
+                    ContainerStatus::Running,
+                    ContainerStatus::Paused,
+                ],
+                ..Default::default()
+            });
+            let stops = live.into_iter().map(|record| {
+                let runtime = self.runtime.clone();
+                async move {
+                    let id = record.config.id;
+                    runtime.stop(&id, None, Some(timeout)).await.map(|_| id)
+                }
+            });
+            for result in futures::future::join_all(stops).await {
+                stopped_ids.push(result.map_err(Status::from)?);
+            }
+        }
+        let _ = self.shutdown.try_send(());
+        Ok(Response::new(pb::ShutdownResponse { stopped_ids }))
+    }
+}

@@ -1,0 +1,234 @@
+//! The agent's state on disk, under its `--root`:
+//!
+//! ```text
+//! ROOT/libcrun/                 libcrun's state root
+//! ROOT/containers/ID/           one directory per container (also its OCI bundle)
+//!     config.json               the OCI runtime spec it runs with
+//!     record.json               the agent's record (written by the agent)
+//!     exit.json                 how the current run ended (written by the monitor)
+//!     monitor.log               the monitor's own diagnostics
+//!     logs/                     the container's stdout and stderr (CRI format, rotated)
+//! ROOT/exec/                    process specs and console sockets of exec processes
+//! ```
+//!
+//! Every JSON file is written to a temporary file and renamed into place,
+//! so a reader (or an agent restarted after a crash) sees the old or the
+//! new content, never a torn one.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::error::{IoContext, Result};
+use crate::model::{ContainerConfig, ExitStatus, Status};
+use crate::process::ProcessRef;
+
+/// The agent's record of one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// What it was created from.
+    pub config: ContainerConfig,
+    /// Its state as last recorded.
+    pub status: Status,
+    /// Host pid of its init process while created, running or paused.
+    pub pid: i32,
+    /// The monitor of the current run.
+    pub monitor: Option<ProcessRef>,
+    /// The current run's number (1 for the first), as the monitor reports
+    /// it in `exit.json`.
+    pub run: u32,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When it was last started.
+    pub started_at: Option<SystemTime>,
+    /// How its last run ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Restarts under its restart policy.
+    pub restart_count: u32,
+    /// Its root filesystem path.
+    pub rootfs_path: PathBuf,
+}
+
+/// What the monitor writes when a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The run that ended.
+    pub run: u32,
+    /// How it ended.
+    pub exit: ExitStatus,
+}
+
+/// File names inside a container directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// The agent's record.
+pub const RECORD_FILE: &str = "record.json";
+/// The monitor's exit record.
+pub const EXIT_FILE: &str = "exit.json";
+/// The monitor's diagnostics.
+pub const MONITOR_LOG: &str = "monitor.log";
+/// The log directory.
+pub const LOGS_DIR: &str = "logs";
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// directory, renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    fs::rename(&tmp, path)
+}
+
+/// Writes a value as JSON, atomically.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a JSON file; `None` if it does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The agent's state root.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed, mode 0700) the state root.
+    pub fn open(root: &Path) -> Result<Store> {
+        use std::os::unix::fs::DirBuilderExt;
+        for dir in ["", "libcrun", "containers", "exec"] {
+            let path = root.join(dir);
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&path)
+                .context(|| format!("creating {}", path.display()))?;
+        }
+        let root = root
+            .canonicalize()
+            .context(|| format!("resolving {}", root.display()))?;
+        Ok(Store { root })
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// libcrun's state root.
+    pub fn libcrun_root(&self) -> PathBuf {
+        self.root.join("libcrun")
+    }
+
+    /// Where exec process files live.
+    pub fn exec_dir(&self) -> PathBuf {
+        self.root.join("exec")
+    }
+
+    /// A container's directory (and OCI bundle). `id` must be validated.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// A container's log directory.
+    pub fn logs_dir(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(LOGS_DIR)
+    }
+
+    /// The ids of the container directories.
+    pub fn container_ids(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("containers");
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).context(|| format!("listing {}", dir.display()))? {
+            let entry = entry.context(|| format!("listing {}", dir.display()))?;
+            if let Some(name) = entry.file_name().to_str() {
+                ids.push(name.to_string());
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Reads a container's record.
+    pub fn load_record(&self, id: &str) -> Result<Option<Record>> {
+        let path = self.container_dir(id).join(RECORD_FILE);
+        read_json(&path).context(|| format!("reading {}", path.display()))
+    }
+
+    /// Writes a container's record.
+    pub fn save_record(&self, record: &Record) -> Result<()> {
+        let path = self.container_dir(&record.config.id).join(RECORD_FILE);
+        write_json(&path, record).context(|| format!("writing {}", path.display()))
+    }
+
+    /// Reads the exit record the monitor wrote, if any.
+    pub fn load_exit(&self, id: &str) -> Result<Option<ExitRecord>> {
+        let path = self.container_dir(id).join(EXIT_FILE);
+        read_json(&path).context(|| format!("reading {}", path.display()))
+    }
+
+    /// Removes a container's directory and everything in it.
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(e).context(|| format!("removing {}", dir.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_json_round_trip_and_missing_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        assert_eq!(read_json::<u32>(&path).unwrap(), None);
+        write_json(&path, &42u32).unwrap();
+        write_json(&path, &43u32).unwrap();
+        assert_eq!(read_json::<u32>(&path).unwrap(), Some(43));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("x.json")],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn corrupt_json_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        fs::write(&path, b"{\"run\":").unwrap();
+        assert_eq!(
+            read_json::<ExitRecord>(&path).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}

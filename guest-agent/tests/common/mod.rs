@@ -1,0 +1,170 @@
+//! Shared helpers of the agent's integration tests: a real agent process, a
+//! busybox root filesystem and typed clients.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use integration::BusyboxRootfs;
+use integration::agent::AgentProcess;
+use libcrun_shim_proto::v1 as pb;
+use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
+use libcrun_shim_proto::v1::exec_service_client::ExecServiceClient;
+use libcrun_shim_proto::v1::log_service_client::LogServiceClient;
+use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
+use tonic::transport::Channel;
+
+/// An agent with a rootfs and clients.
+pub struct Harness {
+    pub agent: AgentProcess,
+    pub rootfs: BusyboxRootfs,
+    pub containers: ContainerServiceClient<Channel>,
+    pub exec: ExecServiceClient<Channel>,
+    pub logs: LogServiceClient<Channel>,
+    pub system: SystemServiceClient<Channel>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let agent = AgentProcess::start(
+            env!("CARGO_BIN_EXE_crun-shim-agent").as_ref(),
+            env!("CARGO_BIN_EXE_crun-shim-monitor").as_ref(),
+        )
+        .expect("starting the agent");
+        let rootfs = BusyboxRootfs::new().expect("busybox rootfs");
+        let mut h = Harness {
+            containers: ContainerServiceClient::new(agent.channel().await),
+            exec: ExecServiceClient::new(agent.channel().await),
+            logs: LogServiceClient::new(agent.channel().await),
+            system: SystemServiceClient::new(agent.channel().await),
+            agent,
+            rootfs,
+        };
+        h.reconnect().await;
+        h
+    }
+
+    /// Reconnects the clients (after an agent restart).
+    pub async fn reconnect(&mut self) {
+        self.containers = ContainerServiceClient::new(self.agent.channel().await);
+        self.exec = ExecServiceClient::new(self.agent.channel().await);
+        self.logs = LogServiceClient::new(self.agent.channel().await);
+        self.system = SystemServiceClient::new(self.agent.channel().await);
+    }
+
+    /// A config running `sh -c script` on the busybox rootfs.
+    pub fn sh(&self, id: &str, script: &str) -> pb::ContainerConfig {
+        pb::ContainerConfig {
+            id: id.into(),
+            root: Some(pb::container_config::Root::Rootfs(
+                self.rootfs.path().display().to_string(),
+            )),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        }
+    }
+
+    pub async fn create(
+        &mut self,
+        config: pb::ContainerConfig,
+    ) -> Result<pb::Container, tonic::Status> {
+        self.containers
+            .create(pb::CreateContainerRequest {
+                config: Some(config),
+                agent: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().container.expect("container"))
+    }
+
+    pub async fn start_container(&mut self, id: &str) -> pb::Container {
+        self.containers
+            .start(pb::StartContainerRequest { id: id.into() })
+            .await
+            .expect("start")
+            .into_inner()
+            .container
+            .expect("container")
+    }
+
+    /// Creates and starts `sh -c script`.
+    pub async fn run(&mut self, id: &str, script: &str) -> pb::Container {
+        let config = self.sh(id, script);
+        self.create(config).await.expect("create");
+        self.start_container(id).await
+    }
+
+    pub async fn inspect(&mut self, id: &str) -> pb::Container {
+        self.containers
+            .inspect(pb::InspectContainerRequest { id: id.into() })
+            .await
+            .expect("inspect")
+            .into_inner()
+            .container
+            .expect("container")
+    }
+
+    pub async fn wait(&mut self, id: &str) -> pb::ExitStatus {
+        let mut request = tonic::Request::new(pb::WaitContainerRequest { id: id.into() });
+        request.set_timeout(Duration::from_secs(60));
+        self.containers
+            .wait(request)
+            .await
+            .expect("wait")
+            .into_inner()
+            .exit
+            .expect("exit")
+    }
+
+    pub async fn delete(&mut self, id: &str, force: bool) -> Result<(), tonic::Status> {
+        self.containers
+            .delete(pb::DeleteContainerRequest {
+                id: id.into(),
+                force,
+            })
+            .await
+            .map(drop)
+    }
+
+    /// All log entries of a container (stdout bytes, stderr bytes).
+    pub async fn logs(
+        &mut self,
+        request: pb::LogsRequest,
+    ) -> (Vec<u8>, Vec<u8>, Vec<pb::LogEntry>) {
+        let mut stream = self.logs.logs(request).await.expect("logs").into_inner();
+        let (mut out, mut err, mut entries) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some(batch) = stream.message().await.expect("log batch") {
+            for e in batch.entries {
+                if e.stream == pb::LogStream::Stderr as i32 {
+                    err.extend_from_slice(&e.data);
+                } else {
+                    out.extend_from_slice(&e.data);
+                }
+                entries.push(e);
+            }
+        }
+        (out, err, entries)
+    }
+
+    pub fn status(container: &pb::Container) -> pb::ContainerStatus {
+        pb::ContainerStatus::try_from(container.status).expect("known status")
+    }
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// Whether process `pid` exists.
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

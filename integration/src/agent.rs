@@ -1,0 +1,201 @@
+//! A real `crun-shim-agent` process for tests, with its own state root and
+//! socket, and a gRPC channel to it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Connects a gRPC channel to a Unix socket.
+pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let socket = socket.to_path_buf();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentProcess {
+    child: Option<Child>,
+    agent: PathBuf,
+    monitor: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl AgentProcess {
+    /// Starts `agent` (with `monitor` as its monitor binary) in a fresh
+    /// temporary state root and waits until it serves.
+    pub fn start(agent: &Path, monitor: &Path) -> io::Result<AgentProcess> {
+        let dir = tempfile::Builder::new().prefix("agent-test").tempdir()?;
+        let mut process = AgentProcess {
+            child: None,
+            agent: agent.to_path_buf(),
+            monitor: monitor.to_path_buf(),
+            dir,
+        };
+        process.spawn()?;
+        Ok(process)
+    }
+
+    /// The agent's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("agent.sock")
+    }
+
+    /// The agent's state root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// The agent's stderr log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("agent.log")
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())?;
+        let socket = self.socket();
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new(&self.agent)
+            .arg("--listen")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--root")
+            .arg(self.root())
+            .arg("--monitor")
+            .arg(&self.monitor)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(io::Error::other(format!(
+                    "agent exited with {status}: {}",
+                    std::fs::read_to_string(self.log()).unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "agent did not start serving",
+        ))
+    }
+
+    /// A gRPC channel to the agent.
+    pub async fn channel(&self) -> Channel {
+        unix_channel(&self.socket())
+            .await
+            .expect("connecting to the agent")
+    }
+
+    /// Kills the agent with SIGKILL (its containers keep running).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again on the same state root.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        remove_containers(&self.root().join("libcrun"));
+    }
+}
+
+/// Kills what a test left running under a libcrun state root and removes
+/// its cgroups, so that tests leave nothing on the host.
+fn remove_containers(libcrun_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(libcrun_root) else {
+        return;
+    };
+    let mut cgroups = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        if let Some(pid) = json_number(&status, "pid") {
+            // SAFETY: sends SIGKILL to a container init the test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if let Some(path) = json_string(&status, "cgroup-path") {
+            cgroups.push(path);
+        }
+    }
+    for path in cgroups {
+        let path = path.trim_start_matches('/');
+        let mut dirs = vec![Path::new("/sys/fs/cgroup").join(path)];
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            dirs.extend(controllers.flatten().map(|c| c.path().join(path)));
+        }
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            // The killed processes take a moment to leave the cgroup.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while std::fs::remove_dir(dir).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+/// Finds `"key": "STRING"` in a small JSON text.
+fn json_string(text: &str, key: &str) -> Option<String> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = text[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let rest = rest.strip_prefix('"')?;
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// Finds `"key": NUMBER` in a small JSON text.
+fn json_number(text: &str, key: &str) -> Option<i64> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = text[at + key.len() + 2..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
