@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The main job, after doing the whole set-up a fresh Debian 12 machine needs
-# (integration/setup.sh). Until the agent and the daemon land, this runs a
-# busybox container through libcrun in-process (libcrun-sys's `run`
-# example): `integration/run.sh [--rootfs DIR] [CMD [ARGS...]]`. Needs root.
+# (integration/setup.sh): builds and runs the guest agent, serving the v1 gRPC
+# API on /run/libcrun-shim/agent.sock with its state in
+# /var/lib/libcrun-shim/agent. Extra arguments go to crun-shim-agent
+# (see `crun-shim-agent --help`). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(integration/setup.sh)"
-exec cargo run --release --locked -q -p libcrun-sys --example run -- "$@"
+cargo build --release --locked -q -p crun-shim-agent
+exec target/release/crun-shim-agent \
+  --listen unix:///run/libcrun-shim/agent.sock \
+  --root /var/lib/libcrun-shim/agent "$@"

@@ -97,31 +97,19 @@ async fn agent_runs(
             })
             .await
             .expect("create");
-        let t1 = began.elapsed();
         client
             .start(pb::StartContainerRequest { id: id.clone() })
             .await
             .expect("start");
-        let t2 = began.elapsed();
         let exit = client
             .wait(pb::WaitContainerRequest { id: id.clone() })
             .await
             .expect("wait");
-        let t3 = began.elapsed();
         client
             .delete(pb::DeleteContainerRequest { id, force: false })
             .await
             .expect("delete");
         times.push(began.elapsed());
-        if std::env::var("PHASES").is_ok() {
-            eprintln!(
-                "phases {:.2} {:.2} {:.2} {:.2}",
-                ms(t1),
-                ms(t2 - t1),
-                ms(t3 - t2),
-                ms(began.elapsed() - t3)
-            );
-        }
         assert_eq!(exit.into_inner().exit.unwrap().exit_code, 0);
     }
     times
@@ -140,31 +128,27 @@ fn rss_pss(pid: u32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
-/// The pids of the monitors of an agent's state root.
-fn monitors(root: &Path) -> Vec<u32> {
-    let root = root.display().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let argv0 = cmd.split('\0').next().unwrap_or_default();
-            let argv1 = cmd.split('\0').nth(1).unwrap_or_default();
-            argv0.ends_with("crun-shim-monitor") && argv1 == "run" && cmd.contains(&root)
-        })
-        .filter(|pid| {
-            // Only the monitor itself, not a container init that has not
-            // executed its program yet.
-            std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .map(|s| {
-                    !s.lines()
-                        .any(|l| l.starts_with("NSpid:") && l.split_whitespace().count() > 2)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
+/// The agent and its monitors (its `crun-shim-monitor` children, the
+/// spare included).
+fn agent_and_monitors(agent: u32) -> Vec<u32> {
+    let mut pids = vec![agent];
+    pids.extend(
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
+                ppid == Some(agent) && argv0.ends_with(b"crun-shim-monitor")
+            }),
+    );
+    pids
 }
 
 fn total(pids: &[u32]) -> (u64, u64) {
@@ -209,7 +193,8 @@ fn main() {
         let ours = agent_runs(&mut client, &rootfs.path()).await;
 
         let agent_pid = agent.pid().expect("agent pid");
-        let before = total(&[agent_pid]);
+        let before_pids = agent_and_monitors(agent_pid);
+        let before = total(&before_pids);
         for i in 0..IDLE {
             let id = format!("idle-{i}");
             client
@@ -225,14 +210,9 @@ fn main() {
                 .expect("start");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let monitor_pids = monitors(&agent.root());
-        let mut pids = monitor_pids.clone();
-        pids.push(agent_pid);
+        let pids = agent_and_monitors(agent_pid);
         let after = total(&pids);
-        let one_monitor = monitor_pids
-            .first()
-            .map(|p| rss_pss(*p))
-            .unwrap_or_default();
+        let one_monitor = pids.get(1).map(|p| rss_pss(*p)).unwrap_or_default();
         for i in 0..IDLE {
             let _ = client
                 .delete(pb::DeleteContainerRequest {
@@ -241,7 +221,10 @@ fn main() {
                 })
                 .await;
         }
-        (ours, (before, after, monitor_pids.len(), one_monitor))
+        (
+            ours,
+            (before, after, pids.len() - before_pids.len(), one_monitor),
+        )
     });
 
     println!();
@@ -263,13 +246,13 @@ fn main() {
     }
     let ((rss0, pss0), (rss1, pss1), n, (mrss, mpss)) = memory;
     println!();
-    println!("memory of {IDLE} idle containers (agent + {n} monitors)");
-    println!("  agent alone before:        RSS {rss0} KiB, PSS {pss0} KiB");
-    println!("  agent + monitors after:    RSS {rss1} KiB, PSS {pss1} KiB");
+    println!("memory of {IDLE} idle containers ({n} monitors more)");
+    println!("  agent + spare monitor:     RSS {rss0} KiB, PSS {pss0} KiB");
+    println!("  agent + all monitors:      RSS {rss1} KiB, PSS {pss1} KiB");
     println!(
         "  added per container:       RSS {:.0} KiB, PSS {:.0} KiB (one monitor: RSS {mrss} KiB, PSS {mpss} KiB)",
-        (rss1 - rss0) as f64 / IDLE as f64,
-        (pss1 - pss0) as f64 / IDLE as f64
+        rss1.saturating_sub(rss0) as f64 / IDLE as f64,
+        pss1.saturating_sub(pss0) as f64 / IDLE as f64
     );
 }
 

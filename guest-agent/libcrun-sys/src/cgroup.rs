@@ -82,24 +82,7 @@ pub fn prepare_process() -> io::Result<Preparation> {
             private_mount_namespace: false,
         });
     }
-    // SAFETY: unshare only changes this process's namespaces.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let root = CString::new("/").expect("static path");
-    // SAFETY: remounts "/" recursively as a slave; pointers are valid.
-    let ret = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_SLAVE,
-            std::ptr::null(),
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::namespace::private_mount_namespace()?;
     let unified = CString::new(HYBRID_UNIFIED).expect("static path");
     // SAFETY: detaches the cgroup2 mount in this namespace only.
     if unsafe { libc::umount2(unified.as_ptr(), libc::MNT_DETACH) } != 0 {

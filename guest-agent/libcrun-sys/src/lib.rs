@@ -24,6 +24,9 @@
 //!   error is freed when it is converted.
 //! * [`cgroup`] detects the host's cgroup mode and hides a hybrid host's
 //!   cgroup2 mount from libcrun, which refuses hybrid mode.
+//! * [`namespace`] sets up private mount namespaces and the read-only bind
+//!   mounts that spare helper programs libcrun's copy-and-re-execute at
+//!   start.
 //!
 //! # Processes and threads
 //!
@@ -58,6 +61,7 @@ pub mod cgroup;
 mod container;
 mod context;
 mod error;
+pub mod namespace;
 
 pub use container::Container;
 pub use context::{ContainerState, Context, ContextBuilder, default_spec, log_to_file};

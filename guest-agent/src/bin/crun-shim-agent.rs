@@ -42,17 +42,22 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Before any thread exists: unsharing the mount namespace needs a
-    // single-threaded process.
-    let cgroups = match libcrun_sys::cgroup::prepare_process() {
-        Ok(p) => p,
+    let monitor_binary = match args
+        .monitor
+        .clone()
+        .map_or_else(default_monitor, Ok)
+        .and_then(|p| {
+            p.canonicalize()
+                .map_err(|e| format!("{}: {e}", p.display()))
+        }) {
+        Ok(path) => path,
         Err(e) => {
-            error!("preparing cgroups for libcrun: {e}");
+            error!("{e}");
             std::process::exit(1);
         }
     };
-    let monitor_binary = match args.monitor.clone().map_or_else(default_monitor, Ok) {
-        Ok(path) => path,
+    let cgroups = match prepare(&monitor_binary) {
+        Ok(p) => p,
         Err(e) => {
             error!("{e}");
             std::process::exit(1);
@@ -78,9 +83,37 @@ fn main() {
     std::process::exit(code);
 }
 
-/// `crun-shim-monitor` next to this executable.
+/// Sets the process up before any thread exists (unsharing the mount
+/// namespace needs a single-threaded process): a private mount namespace,
+/// without a hybrid host's cgroup2 mount, in which the monitor binary is
+/// read-only (see `libcrun_sys::namespace`).
+fn prepare(monitor: &std::path::Path) -> Result<libcrun_sys::cgroup::Preparation, String> {
+    let cgroups = libcrun_sys::cgroup::prepare_process()
+        .map_err(|e| format!("preparing cgroups for libcrun: {e}"))?;
+    if !cgroups.private_mount_namespace {
+        libcrun_sys::namespace::private_mount_namespace()
+            .map_err(|e| format!("entering a private mount namespace: {e}"))?;
+    }
+    libcrun_sys::namespace::read_only_bind(monitor)
+        .map_err(|e| format!("mounting {} read-only: {e}", monitor.display()))?;
+    Ok(cgroups)
+}
+
+/// `crun-shim-monitor` next to this executable. libcrun re-executes this
+/// program from a private copy at start, so `/proc/self/exe` no longer
+/// names its file: the path it was started by (argv[0]) does.
 fn default_monitor() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
+    let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_default());
+    let exe = if argv0.components().count() > 1 {
+        argv0
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(&argv0))
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("cannot locate {}; pass --monitor", argv0.display()))?
+    };
     let path = exe.with_file_name("crun-shim-monitor");
     if path.is_file() {
         Ok(path)

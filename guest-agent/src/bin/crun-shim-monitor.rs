@@ -1,9 +1,9 @@
 //! `crun-shim-monitor`: the small single-threaded helper of
 //! `crun-shim-agent` that calls the libcrun functions which fork.
 //!
-//! * `crun-shim-monitor run --root DIR --id ID --run N --log-max-size B --log-max-files N`:
-//!   creates the container and monitors it until it exits (see
-//!   `crun_shim_agent::monitor`).
+//! * `crun-shim-monitor run`: waits for its instructions (a JSON line on
+//!   stdin), then creates the container and monitors it until it exits
+//!   (see `crun_shim_agent::monitor`).
 //! * `crun-shim-monitor exec --root DIR --id ID --process FILE [--console-socket PATH]`:
 //!   runs one process in a running container (see
 //!   `crun_shim_agent::monitor::exec`).
@@ -13,8 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crun_shim_agent::model::LogConfig;
-use crun_shim_agent::monitor::{self, MonitorArgs, exec::ExecArgs};
+use crun_shim_agent::monitor::{self, exec::ExecArgs};
 
 fn parse(args: &[String]) -> Result<HashMap<&str, &str>, String> {
     let mut map = HashMap::new();
@@ -35,12 +34,6 @@ fn get<'a>(map: &HashMap<&str, &'a str>, key: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("--{key} is required"))
 }
 
-fn number<T: std::str::FromStr>(map: &HashMap<&str, &str>, key: &str) -> Result<T, String> {
-    get(map, key)?
-        .parse()
-        .map_err(|_| format!("--{key}: not a number"))
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match run(&args) {
@@ -56,27 +49,20 @@ fn main() {
 fn run(args: &[String]) -> Result<i32, String> {
     let (mode, rest) = args
         .split_first()
-        .ok_or("usage: crun-shim-monitor run|exec --root DIR --id ID ...")?;
+        .ok_or("usage: crun-shim-monitor run | exec --root DIR --id ID --process FILE")?;
+    if mode == "run" && rest.is_empty() {
+        return Ok(monitor::run());
+    }
+    if mode != "exec" {
+        return Err(format!("unknown mode {mode:?}"));
+    }
     let map = parse(rest)?;
-    let root = PathBuf::from(get(&map, "root")?);
     let id = get(&map, "id")?.to_string();
     crun_shim_agent::ids::validate("container", &id).map_err(|e| e.to_string())?;
-    match mode.as_str() {
-        "run" => Ok(monitor::run(&MonitorArgs {
-            root,
-            id,
-            run: number(&map, "run")?,
-            log: LogConfig {
-                max_size_bytes: number(&map, "log-max-size")?,
-                max_files: number(&map, "log-max-files")?,
-            },
-        })),
-        "exec" => Ok(monitor::exec::run(&ExecArgs {
-            root,
-            id,
-            process: PathBuf::from(get(&map, "process")?),
-            console_socket: map.get("console-socket").map(PathBuf::from),
-        })),
-        other => Err(format!("unknown mode {other:?}")),
-    }
+    Ok(monitor::exec::run(&ExecArgs {
+        root: PathBuf::from(get(&map, "root")?),
+        id,
+        process: PathBuf::from(get(&map, "process")?),
+        console_socket: map.get("console-socket").map(PathBuf::from),
+    }))
 }

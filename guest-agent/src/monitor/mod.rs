@@ -3,8 +3,9 @@
 //! libcrun functions which fork, so the multi-threaded agent never forks
 //! without an exec.
 //!
-//! A monitor is started by the agent for each run of a container and
-//! lives as long as the container's init process:
+//! A monitor is started by the agent ahead of need and, once told which
+//! container to run (a JSON line on its stdin), lives as long as the
+//! container's init process:
 //!
 //! 1. it starts a new session (signals to the agent's process group do not
 //!    reach it) and, on a hybrid cgroup host, a private mount namespace;
@@ -57,8 +58,12 @@ pub enum CreateReport {
     },
 }
 
-/// The monitor's command line.
-#[derive(Debug, Clone)]
+/// What a monitor is told to do, as one JSON line on its stdin.
+///
+/// The agent keeps one monitor started ahead of need (a spare, waiting on
+/// its stdin), so that creating a container does not wait for a process
+/// to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorArgs {
     /// The agent's state root.
     pub root: PathBuf,
@@ -68,25 +73,6 @@ pub struct MonitorArgs {
     pub run: u32,
     /// Log rotation limits.
     pub log: LogConfig,
-}
-
-impl MonitorArgs {
-    /// The arguments that start a monitor with these settings.
-    pub fn to_args(&self) -> Vec<String> {
-        vec![
-            "run".into(),
-            "--root".into(),
-            self.root.display().to_string(),
-            "--id".into(),
-            self.id.clone(),
-            "--run".into(),
-            self.run.to_string(),
-            "--log-max-size".into(),
-            self.log.max_size_bytes.to_string(),
-            "--log-max-files".into(),
-            self.log.max_files.to_string(),
-        ]
-    }
 }
 
 /// Name of the console socket inside the container directory (relative,
@@ -130,16 +116,49 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Runs a monitor; returns the process exit code.
-pub fn run(args: &MonitorArgs) -> i32 {
-    // The agent gave us: stdin /dev/null, stdout the report pipe, stderr
-    // our diagnostics file. Keep the last two away from 0-2, which the
-    // container inherits.
-    let (report, diag) = match (move_high(1), move_high(2)) {
-        (Ok(r), Ok(d)) => (File::from(r), File::from(d)),
-        _ => return 1,
+/// Runs a monitor: waits for its instructions on stdin, then creates and
+/// monitors the container. Returns the process exit code.
+pub fn run() -> i32 {
+    // The agent gave us: stdin a pipe carrying our instructions, stdout the
+    // report pipe, stderr its own. Keep the report pipe away from 0-2,
+    // which the container inherits.
+    let Ok(report) = move_high(1).map(File::from) else {
+        return 1;
     };
-    let mut monitor = Monitor { args, diag };
+    // Signals aimed at the agent's process group must not reach us.
+    if nix::unistd::setsid().is_err() {
+        return 1;
+    }
+    let mut line = String::new();
+    match io::stdin().read_line(&mut line) {
+        // The agent went away before it needed us.
+        Ok(0) => return 0,
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("crun-shim-monitor: reading instructions: {e}");
+            return 1;
+        }
+    }
+    let args: MonitorArgs = match serde_json::from_str(&line) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("crun-shim-monitor: bad instructions: {e}");
+            return 1;
+        }
+    };
+    let dir = args.root.join("containers").join(&args.id);
+    let diag = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(store::MONITOR_LOG))
+    {
+        Ok(diag) => diag,
+        Err(e) => {
+            eprintln!("crun-shim-monitor: {}: {e}", dir.display());
+            return 1;
+        }
+    };
+    let mut monitor = Monitor { args: &args, diag };
     match monitor.create(report) {
         Ok(Some(running)) => match monitor.supervise(running) {
             Ok(()) => 0,
@@ -188,7 +207,6 @@ impl Monitor<'_> {
     /// Creates the container and reports to the agent. `Ok(None)` when
     /// libcrun failed (already reported).
     fn create(&mut self, mut report: File) -> io::Result<Option<Running>> {
-        nix::unistd::setsid().map_err(errno_io)?;
         let dir = self.dir();
         std::env::set_current_dir(&dir)?;
         libcrun_sys::cgroup::prepare_process()?;
@@ -261,6 +279,13 @@ impl Monitor<'_> {
             let _ = std::fs::remove_file(CONSOLE_SOCKET);
             outputs.push((master, Stream::Stdout));
         }
+        let created = CreateReport::Created { pid: state.pid };
+        writeln!(
+            report,
+            "{}",
+            serde_json::to_string(&created).map_err(io::Error::other)?
+        )?;
+        drop(report);
         for (fd, _) in &outputs {
             nix::fcntl::fcntl(
                 fd,
@@ -269,13 +294,6 @@ impl Monitor<'_> {
             .map_err(errno_io)?;
         }
         let writer = LogWriter::open(&dir.join(store::LOGS_DIR), self.args.log)?;
-        let created = CreateReport::Created { pid: state.pid };
-        writeln!(
-            report,
-            "{}",
-            serde_json::to_string(&created).map_err(io::Error::other)?
-        )?;
-        drop(report);
         // Give back what libcrun's parsing and setup allocated: the monitor
         // lives as long as the container.
         // SAFETY: malloc_trim only returns free heap memory to the kernel.

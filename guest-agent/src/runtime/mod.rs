@@ -7,10 +7,10 @@
 
 mod entry;
 pub mod exec;
+mod launch;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -67,6 +67,7 @@ pub struct Runtime {
     containers: RwLock<BTreeMap<String, Arc<Entry>>>,
     /// Ids being created (not yet in `containers`).
     reserved: std::sync::Mutex<HashSet<String>>,
+    monitors: launch::Launcher,
     started_at: SystemTime,
 }
 
@@ -100,15 +101,17 @@ impl Runtime {
         );
         let runtime = Arc::new(Runtime {
             store,
-            options,
+            options: options.clone(),
             libcrun,
             base_spec,
             cgroup_parent,
             containers: RwLock::new(BTreeMap::new()),
             reserved: std::sync::Mutex::new(HashSet::new()),
+            monitors: launch::Launcher::new(options.monitor_binary.clone()),
             started_at: SystemTime::now(),
         });
         runtime.recover().await?;
+        runtime.monitors.refill();
         Ok(runtime)
     }
 
@@ -327,26 +330,18 @@ impl Runtime {
             run,
             log: config.log,
         };
-        let diag_path = self.store.container_dir(id).join(store::MONITOR_LOG);
-        let diag = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&diag_path)
-            .context(|| format!("opening {}", diag_path.display()))?;
-        let mut child = tokio::process::Command::new(&self.options.monitor_binary)
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(diag)
-            .kill_on_drop(false)
-            .spawn()
+        let mut child = self
+            .monitors
+            .launch(&args)
             .context(|| format!("starting {}", self.options.monitor_binary.display()))?;
-        let monitor_pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let monitor = ProcessRef::of(monitor_pid);
+        self.monitors.refill();
+        let monitor = ProcessRef::of(child.id() as i32);
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout.into())
+            .context(|| "reading the monitor's report".into())?;
         let mut line = String::new();
         let read =
             tokio::time::timeout(CREATE_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
@@ -354,31 +349,29 @@ impl Runtime {
             Ok(Ok(_)) => crate::monitor::parse_report(&line),
             Ok(Err(e)) => return Err(Error::io("reading the monitor's report", e)),
             Err(_) => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                let _ = child.kill();
+                reap_later(child);
                 return Err(Error::DeadlineExceeded(format!(
                     "container {id}: no report from its monitor within {CREATE_TIMEOUT:?}"
                 )));
             }
         };
         match (report, monitor) {
-            (Some(CreateReport::Created { pid }), Some(monitor)) => {
-                // The monitor outlives this call; tokio reaps it when it exits.
-                drop(child);
-                Ok((pid, monitor))
-            }
+            // The monitor outlives this call; its watcher reaps it.
+            (Some(CreateReport::Created { pid }), Some(monitor)) => Ok((pid, monitor)),
             (Some(CreateReport::Failed { errno, message }), _) => {
-                let _ = child.wait().await;
+                reap_later(child);
                 Err(Error::libcrun(
                     format!("creating container {id}"),
                     libcrun_sys::Error::Libcrun { errno, message },
                 ))
             }
             _ => {
-                let status = child.wait().await.ok();
+                reap_later(child);
+                let diag_path = self.store.container_dir(id).join(store::MONITOR_LOG);
                 let diag = std::fs::read_to_string(&diag_path).unwrap_or_default();
                 Err(Error::Internal(format!(
-                    "container {id}: the monitor exited ({status:?}) without a report: {}",
+                    "container {id}: the monitor exited without a report: {}",
                     diag.lines().last().unwrap_or("no diagnostics")
                 )))
             }
@@ -682,6 +675,11 @@ impl Runtime {
             entry.stopped_watch(),
         ))
     }
+}
+
+/// Reaps a monitor that is exiting, off the async threads.
+fn reap_later(mut child: std::process::Child) {
+    tokio::task::spawn_blocking(move || child.wait());
 }
 
 /// Checks a rootfs path: absolute, existing, a directory.
