@@ -4,7 +4,8 @@
 //!    `/bin/true` on one busybox rootfs, through the agent's gRPC API,
 //!    beside `crun run` of the same rootfs (the floor);
 //! 2. memory: RSS and PSS of the agent plus the monitors, before and
-//!    after starting 100 idle (sleeping) containers.
+//!    after starting 100 idle (sleeping) containers;
+//! 3. metrics: one ListMetrics call over those 100 running containers.
 //!
 //! Run with `integration/bench.sh` (installs crun, builds in release).
 //! Prints medians and ratios; a benchmark, not a test: it asserts nothing.
@@ -17,6 +18,7 @@ use integration::BusyboxRootfs;
 use integration::agent::AgentProcess;
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
+use libcrun_shim_proto::v1::metrics_service_client::MetricsServiceClient;
 
 const RUNS: usize = 100;
 const IDLE: usize = 100;
@@ -186,7 +188,7 @@ fn main() {
         .build()
         .unwrap();
     let agent = AgentProcess::start(&agent_bin, &monitor_bin).expect("agent");
-    let (ours, memory) = runtime.block_on(async {
+    let (ours, memory, metrics_times) = runtime.block_on(async {
         let mut client = ContainerServiceClient::new(agent.channel().await);
         // Warm up (page cache, first connections).
         let _ = agent_runs_n(&mut client, &rootfs.path(), 5).await;
@@ -213,6 +215,18 @@ fn main() {
         let pids = agent_and_monitors(agent_pid);
         let after = total(&pids);
         let one_monitor = pids.get(1).map(|p| rss_pss(*p)).unwrap_or_default();
+        let mut metrics_client = MetricsServiceClient::new(agent.channel().await);
+        let mut metrics_times = Vec::new();
+        for _ in 0..20 {
+            let began = Instant::now();
+            let all = metrics_client
+                .list_metrics(pb::ListMetricsRequest::default())
+                .await
+                .expect("list metrics")
+                .into_inner();
+            metrics_times.push(began.elapsed());
+            assert_eq!(all.metrics.len(), IDLE);
+        }
         for i in 0..IDLE {
             let _ = client
                 .delete(pb::DeleteContainerRequest {
@@ -224,6 +238,7 @@ fn main() {
         (
             ours,
             (before, after, pids.len() - before_pids.len(), one_monitor),
+            metrics_times,
         )
     });
 
@@ -253,6 +268,12 @@ fn main() {
         "  added per container:       RSS {:.0} KiB, PSS {:.0} KiB (one monitor: RSS {mrss} KiB, PSS {mpss} KiB)",
         rss1.saturating_sub(rss0) as f64 / IDLE as f64,
         pss1.saturating_sub(pss0) as f64 / IDLE as f64
+    );
+    println!();
+    println!(
+        "ListMetrics over {IDLE} running containers, 20 calls: median {:.2} ms, p90 {:.2} ms (goal < 50 ms)",
+        ms(median(metrics_times.clone())),
+        ms(percentile(metrics_times, 0.9))
     );
 }
 

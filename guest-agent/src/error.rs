@@ -24,6 +24,10 @@ pub enum Error {
     /// A deadline passed.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// Something asked for is no longer kept (events older than the
+    /// journal's oldest).
+    #[error("{0}")]
+    OutOfRange(String),
     /// The agent is shutting down, or a resource it needs is unavailable.
     #[error("{0}")]
     Unavailable(String),

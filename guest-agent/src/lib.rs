@@ -34,9 +34,11 @@
 
 pub mod cgroups;
 pub mod error;
+pub mod events;
 pub mod fdpass;
 pub mod ids;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod process;

@@ -295,3 +295,270 @@ pub struct ProcessSpec {
     /// Run on a pseudo-terminal.
     pub tty: bool,
 }
+
+/// The health of a container as decided by its health check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No health check.
+    #[default]
+    None,
+    /// Within the start period, no check passed yet.
+    Starting,
+    /// The last check passed.
+    Healthy,
+    /// `retries` checks failed in a row.
+    Unhealthy,
+}
+
+/// The kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A container was created.
+    Create,
+    /// A container was started (also after a policy restart).
+    Start,
+    /// An exec process was registered.
+    ExecAdded,
+    /// An exec process started running.
+    ExecStarted,
+    /// A container's init (or an exec process, `exec_id` set) exited.
+    Exit,
+    /// The OOM killer killed a process of the container.
+    Oom,
+    /// A container was paused.
+    Pause,
+    /// A container was resumed.
+    Resume,
+    /// A container was deleted.
+    Delete,
+    /// A container's health status changed.
+    HealthStatus,
+    /// A container is being restarted under its restart policy.
+    Restart,
+}
+
+/// Details some kinds of event carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventDetails {
+    /// How a process ended (exit events).
+    Exit(ExitStatus),
+    /// A health status change.
+    Health {
+        /// The status before.
+        previous: HealthStatus,
+        /// The status now.
+        current: HealthStatus,
+        /// Consecutive failures at the change.
+        failing_streak: u32,
+    },
+    /// A policy restart.
+    Restart {
+        /// Restarts so far, this one included.
+        restart_count: u32,
+        /// The wait before this restart.
+        backoff: Duration,
+    },
+}
+
+/// Something that happened to a container, numbered by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The agent's sequence number: 1 for its first event, one more for
+    /// each after, across restarts.
+    pub sequence: u64,
+    /// When it happened.
+    pub time: SystemTime,
+    /// What happened.
+    pub kind: EventKind,
+    /// The container.
+    pub container_id: String,
+    /// The exec process, for exec events and an exec's exit.
+    pub exec_id: Option<String>,
+    /// The container's labels at the time.
+    pub labels: BTreeMap<String, String>,
+    /// Details of some kinds.
+    pub details: Option<EventDetails>,
+}
+
+/// Which events a subscriber wants; empty parts match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only these containers.
+    pub container_ids: Vec<String>,
+    /// Only these kinds.
+    pub kinds: Vec<EventKind>,
+    /// Only containers with all these labels (an empty value matches any).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes the filter.
+    pub fn matches(&self, event: &Event) -> bool {
+        (self.container_ids.is_empty() || self.container_ids.contains(&event.container_id))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+            && self.labels.iter().all(|(k, v)| {
+                event
+                    .labels
+                    .get(k)
+                    .is_some_and(|have| v.is_empty() || have == v)
+            })
+    }
+}
+
+/// CPU usage, cumulative.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuMetrics {
+    /// Total CPU time in nanoseconds.
+    pub usage_total_ns: u64,
+    /// User-mode CPU time in nanoseconds.
+    pub usage_user_ns: u64,
+    /// Kernel-mode CPU time in nanoseconds.
+    pub usage_system_ns: u64,
+    /// Quota enforcement periods elapsed.
+    pub periods: u64,
+    /// Periods in which the container was throttled.
+    pub throttled_periods: u64,
+    /// Time throttled, in nanoseconds.
+    pub throttled_time_ns: u64,
+}
+
+/// Memory usage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryMetrics {
+    /// Usage in bytes, page cache included.
+    pub usage_bytes: u64,
+    /// Limit in bytes; 0 when unlimited.
+    pub limit_bytes: u64,
+    /// Page cache (file-backed) in bytes.
+    pub cache_bytes: u64,
+    /// Anonymous memory (RSS) in bytes.
+    pub rss_bytes: u64,
+    /// Highest usage seen, in bytes.
+    pub max_usage_bytes: u64,
+    /// OOM kills in the cgroup.
+    pub oom_kill_count: u64,
+    /// Swap in use, in bytes.
+    pub swap_bytes: u64,
+}
+
+/// Traffic of one network interface inside the container's namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceMetrics {
+    /// The interface's name.
+    pub name: String,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Send errors.
+    pub tx_errors: u64,
+    /// Sent packets dropped.
+    pub tx_dropped: u64,
+}
+
+/// Block I/O, all devices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioMetrics {
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Read operations.
+    pub read_ops: u64,
+    /// Write operations.
+    pub write_ops: u64,
+}
+
+/// Process counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidsMetrics {
+    /// Tasks in the cgroup now.
+    pub current: u64,
+    /// The limit; 0 when unlimited.
+    pub limit: u64,
+}
+
+/// A snapshot of a container's resource usage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerMetrics {
+    /// The container.
+    pub container_id: String,
+    /// When it was taken.
+    pub time: SystemTime,
+    /// CPU.
+    pub cpu: CpuMetrics,
+    /// Memory.
+    pub memory: MemoryMetrics,
+    /// Network, per interface.
+    pub network: Vec<InterfaceMetrics>,
+    /// Block I/O.
+    pub blkio: BlkioMetrics,
+    /// Processes.
+    pub pids: PidsMetrics,
+}
+
+/// The outcome of one health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResult {
+    /// When it started.
+    pub started_at: SystemTime,
+    /// When it ended.
+    pub finished_at: SystemTime,
+    /// Its exit code (128+N when killed by signal N).
+    pub exit_code: i32,
+    /// The start of its output (stdout then stderr), bounded.
+    pub output: Vec<u8>,
+    /// Killed at its timeout.
+    pub timed_out: bool,
+}
+
+/// A container's health-check state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthState {
+    /// The current status.
+    pub status: HealthStatus,
+    /// Consecutive failed checks.
+    pub failing_streak: u32,
+    /// The most recent results, oldest first.
+    pub recent: Vec<HealthResult>,
+}
+
+/// The kinds of leftover no container owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanKind {
+    /// libcrun state without an agent record.
+    RuntimeState,
+    /// A record whose processes vanished without a recorded exit.
+    MissingProcess,
+    /// A cgroup under the agent's cgroup parent without a container.
+    Cgroup,
+    /// A mount under the agent's state root without a container.
+    Mount,
+    /// A container directory without a valid record.
+    StateDirectory,
+}
+
+/// Something left over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    /// What it is.
+    pub kind: OrphanKind,
+    /// The container id it belongs (or belonged) to.
+    pub container_id: String,
+    /// Its path, when it has one.
+    pub path: Option<std::path::PathBuf>,
+    /// A human-readable explanation.
+    pub detail: String,
+}

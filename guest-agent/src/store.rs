@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{IoContext, Result};
-use crate::model::{ContainerConfig, ExitStatus, Status};
+use crate::model::{ContainerConfig, ExitStatus, HealthState, Status};
 use crate::process::ProcessRef;
 
 /// The agent's record of one container.
@@ -50,6 +50,16 @@ pub struct Record {
     pub restart_count: u32,
     /// Its root filesystem path.
     pub rootfs_path: PathBuf,
+    /// Its cgroup path, relative to the cgroup mounts.
+    pub cgroup_path: String,
+    /// Its last run ended unobserved: the monitor vanished without
+    /// recording the exit (reported as an orphan).
+    pub exit_unknown: bool,
+    /// It was stopped or killed through the API: restart policies leave it
+    /// alone.
+    pub stopped_by_api: bool,
+    /// Its health-check state.
+    pub health: HealthState,
 }
 
 /// What the monitor writes when a run ends.

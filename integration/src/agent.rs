@@ -30,6 +30,7 @@ pub struct AgentProcess {
     child: Option<Child>,
     agent: PathBuf,
     monitor: PathBuf,
+    args: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -37,11 +38,17 @@ impl AgentProcess {
     /// Starts `agent` (with `monitor` as its monitor binary) in a fresh
     /// temporary state root and waits until it serves.
     pub fn start(agent: &Path, monitor: &Path) -> io::Result<AgentProcess> {
+        AgentProcess::start_with(agent, monitor, &[])
+    }
+
+    /// Like [`AgentProcess::start`], with extra command-line arguments.
+    pub fn start_with(agent: &Path, monitor: &Path, args: &[&str]) -> io::Result<AgentProcess> {
         let dir = tempfile::Builder::new().prefix("agent-test").tempdir()?;
         let mut process = AgentProcess {
             child: None,
             agent: agent.to_path_buf(),
             monitor: monitor.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             dir,
         };
         process.spawn()?;
@@ -82,6 +89,7 @@ impl AgentProcess {
             .arg(self.root())
             .arg("--monitor")
             .arg(&self.monitor)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -116,6 +124,23 @@ impl AgentProcess {
         unix_channel(&self.socket())
             .await
             .expect("connecting to the agent")
+    }
+
+    /// Waits for the agent to exit on its own, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Kills the agent with SIGKILL (its containers keep running).

@@ -54,6 +54,7 @@ const APPLETS: &[&str] = &[
     "wget",
     "grep",
     "sed",
+    "awk",
 ];
 
 /// A busybox root filesystem in a temporary directory, removed on drop.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use crun_shim_agent::events::JournalLimits;
 use crun_shim_agent::runtime::{Runtime, RuntimeOptions};
 use crun_shim_agent::server::{self, ListenAddr};
 use tracing::{error, info};
@@ -31,6 +32,12 @@ struct Args {
     /// The crun-shim-monitor binary. Default: next to this binary.
     #[arg(long, env = "CRUN_SHIM_MONITOR")]
     monitor: Option<PathBuf>,
+    /// Events the journal keeps for replay (Subscribe with since_sequence).
+    #[arg(long, env = "CRUN_SHIM_EVENTS_MAX", default_value_t = JournalLimits::default().max_events)]
+    events_max: u64,
+    /// Bytes the event journal may take on disk.
+    #[arg(long, env = "CRUN_SHIM_EVENTS_MAX_BYTES", default_value_t = JournalLimits::default().max_bytes)]
+    events_max_bytes: u64,
 }
 
 fn main() {
@@ -67,14 +74,18 @@ fn main() {
         .enable_all()
         .build();
     let code = match runtime {
-        Ok(rt) => rt.block_on(run(
-            args,
-            RuntimeOptions {
-                root: PathBuf::new(),
+        Ok(rt) => {
+            let options = RuntimeOptions {
+                root: args.root.clone(),
                 monitor_binary,
                 cgroups,
-            },
-        )),
+                journal: JournalLimits {
+                    max_events: args.events_max,
+                    max_bytes: args.events_max_bytes,
+                },
+            };
+            rt.block_on(run(args, options))
+        }
         Err(e) => {
             error!("starting tokio: {e}");
             1
@@ -122,8 +133,7 @@ fn default_monitor() -> Result<PathBuf, String> {
     }
 }
 
-async fn run(args: Args, mut options: RuntimeOptions) -> i32 {
-    options.root = args.root.clone();
+async fn run(args: Args, options: RuntimeOptions) -> i32 {
     info!(
         root = %args.root.display(),
         libcrun = libcrun_sys::libcrun_version(),
@@ -156,12 +166,20 @@ async fn run(args: Args, mut options: RuntimeOptions) -> i32 {
         }
     };
     info!(listen = ?args.listen, "serving");
-    match server::serve(runtime, &args.listen, shutdown, shutdown_tx).await {
+    match server::serve(runtime.clone(), &args.listen, shutdown, shutdown_tx).await {
         Ok(()) => {
             if let ListenAddr::Unix(path) = &args.listen {
                 let _ = std::fs::remove_file(path);
             }
-            0
+            // The graceful path: containers keep running, the journal is
+            // flushed to disk.
+            match runtime.shutdown(false, Default::default()).await {
+                Ok(_) => 0,
+                Err(e) => {
+                    error!("flushing the event journal: {e}");
+                    1
+                }
+            }
         }
         Err(e) => {
             error!("serving on {:?}: {e}", args.listen);

@@ -38,8 +38,8 @@ impl Entry {
         self.record.lock().await
     }
 
-    /// Publishes a changed record to readers and waiters.
-    pub fn publish(&self, record: &Record) {
+    /// Shows a changed record to readers and waiters.
+    pub fn set(&self, record: &Record) {
         self.snapshot.send_replace(record.clone());
     }
 

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::{Entry, Runtime};
 use crate::error::{Error, IoContext, Result};
 use crate::ids;
-use crate::model::{ExitStatus, ProcessSpec, Status};
+use crate::model::{EventDetails, EventKind, ExitStatus, ProcessSpec, Status};
 use crate::monitor::exec::{ExecArgs, ExecStatus, STATUS_FD, parse_pid, parse_status};
 use crate::spec;
 use crate::store;
@@ -198,6 +198,7 @@ impl Runtime {
             exec_id: exec_id.clone(),
             files: Vec::new(),
         };
+        self.emit(EventKind::ExecAdded, &record, Some(&exec_id), None);
 
         // The process: the container's own, with the request's changes.
         let spec_path = self
@@ -342,12 +343,14 @@ impl Runtime {
         };
         drop(out_tx);
         debug!(container = %container_id, exec = %exec_id, pid, "exec started");
+        self.emit(EventKind::ExecStarted, &record, Some(&exec_id), None);
 
         let (in_tx, in_rx) = mpsc::channel(16);
         tokio::spawn(feed_input(in_rx, stdin_sink, pid));
 
         let (exit_tx, exit_rx) = oneshot::channel();
         let exec_name = exec_id.clone();
+        let journal = self.journal.clone();
         tokio::spawn(async move {
             let mut rest = String::new();
             let read = status.read_to_string(&mut rest).await;
@@ -368,6 +371,15 @@ impl Runtime {
                 ))),
             };
             drop(guard);
+            if let Ok(exit) = &result {
+                super::journal_event(
+                    &journal,
+                    EventKind::Exit,
+                    &record,
+                    Some(&exec_name),
+                    Some(EventDetails::Exit(*exit)),
+                );
+            }
             let _ = exit_tx.send(result);
         });
 

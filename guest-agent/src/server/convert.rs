@@ -8,8 +8,9 @@ use libcrun_shim_proto::v1 as pb;
 use crate::error::{Error, Result};
 use crate::logs::{LogEntry, LogQuery, Stream};
 use crate::model::{
-    CapabilityChanges, ContainerConfig, ExitStatus, HealthCheck, LogConfig, Mount, NetworkMode,
-    ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Status,
+    CapabilityChanges, ContainerConfig, ContainerMetrics, Event, EventDetails, EventFilter,
+    EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount, NetworkMode,
+    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Status,
 };
 use crate::spec;
 use crate::store::Record;
@@ -355,11 +356,7 @@ pub fn container_to_proto(r: &Record, exec_ids: Vec<String>) -> pb::Container {
         started_at: r.started_at.map(timestamp),
         last_exit: r.last_exit.as_ref().map(exit_to_proto),
         restart_count: r.restart_count,
-        health_status: if r.config.health_check.is_some() {
-            pb::HealthStatus::Starting
-        } else {
-            pb::HealthStatus::None
-        } as i32,
+        health_status: health_status_to_proto(r.health.status) as i32,
         bundle: String::new(),
         rootfs_path: r.rootfs_path.display().to_string(),
         image_digest: String::new(),
@@ -422,5 +419,195 @@ pub fn log_entry_to_proto(e: LogEntry, timestamps: bool) -> pb::LogEntry {
         } as i32,
         data: e.data,
         partial: e.partial,
+    }
+}
+
+/// A health status for the wire.
+pub fn health_status_to_proto(s: HealthStatus) -> pb::HealthStatus {
+    match s {
+        HealthStatus::None => pb::HealthStatus::None,
+        HealthStatus::Starting => pb::HealthStatus::Starting,
+        HealthStatus::Healthy => pb::HealthStatus::Healthy,
+        HealthStatus::Unhealthy => pb::HealthStatus::Unhealthy,
+    }
+}
+
+/// A container's health for the wire.
+pub fn health_to_proto(container_id: &str, h: &HealthState) -> pb::ContainerHealth {
+    pb::ContainerHealth {
+        container_id: container_id.to_string(),
+        status: health_status_to_proto(h.status) as i32,
+        failing_streak: h.failing_streak,
+        recent_results: h
+            .recent
+            .iter()
+            .map(|r| pb::HealthCheckResult {
+                started_at: Some(timestamp(r.started_at)),
+                finished_at: Some(timestamp(r.finished_at)),
+                exit_code: r.exit_code,
+                output: r.output.clone().into(),
+                timed_out: r.timed_out,
+            })
+            .collect(),
+        agent: String::new(),
+    }
+}
+
+/// An event kind for the wire.
+pub fn event_kind_to_proto(k: EventKind) -> pb::EventType {
+    match k {
+        EventKind::Create => pb::EventType::Create,
+        EventKind::Start => pb::EventType::Start,
+        EventKind::ExecAdded => pb::EventType::ExecAdded,
+        EventKind::ExecStarted => pb::EventType::ExecStarted,
+        EventKind::Exit => pb::EventType::Exit,
+        EventKind::Oom => pb::EventType::Oom,
+        EventKind::Pause => pb::EventType::Pause,
+        EventKind::Resume => pb::EventType::Resume,
+        EventKind::Delete => pb::EventType::Delete,
+        EventKind::HealthStatus => pb::EventType::HealthStatus,
+        EventKind::Restart => pb::EventType::Restart,
+    }
+}
+
+/// An event kind from a filter.
+pub fn event_kind_from_proto(t: i32) -> Result<EventKind> {
+    use pb::EventType as T;
+    Ok(match T::try_from(t) {
+        Ok(T::Create) => EventKind::Create,
+        Ok(T::Start) => EventKind::Start,
+        Ok(T::ExecAdded) => EventKind::ExecAdded,
+        Ok(T::ExecStarted) => EventKind::ExecStarted,
+        Ok(T::Exit) => EventKind::Exit,
+        Ok(T::Oom) => EventKind::Oom,
+        Ok(T::Pause) => EventKind::Pause,
+        Ok(T::Resume) => EventKind::Resume,
+        Ok(T::Delete) => EventKind::Delete,
+        Ok(T::HealthStatus) => EventKind::HealthStatus,
+        Ok(T::Restart) => EventKind::Restart,
+        _ => return Err(Error::InvalidArgument(format!("unknown event type {t}"))),
+    })
+}
+
+/// An event filter from a Subscribe request.
+pub fn event_filter(r: &pb::SubscribeEventsRequest) -> Result<EventFilter> {
+    Ok(EventFilter {
+        container_ids: r.container_ids.clone(),
+        kinds: r
+            .types
+            .iter()
+            .map(|t| event_kind_from_proto(*t))
+            .collect::<Result<_>>()?,
+        labels: r.labels.clone().into_iter().collect(),
+    })
+}
+
+/// An event for the wire.
+pub fn event_to_proto(e: &Event) -> pb::Event {
+    use pb::event::Details;
+    pb::Event {
+        sequence: e.sequence,
+        time: Some(timestamp(e.time)),
+        r#type: event_kind_to_proto(e.kind) as i32,
+        container_id: e.container_id.clone(),
+        exec_id: e.exec_id.clone().unwrap_or_default(),
+        agent: String::new(),
+        labels: e.labels.clone().into_iter().collect(),
+        details: e.details.as_ref().map(|d| match d {
+            EventDetails::Exit(exit) => Details::Exit(exit_to_proto(exit)),
+            EventDetails::Health {
+                previous,
+                current,
+                failing_streak,
+            } => Details::Health(pb::HealthStatusChange {
+                previous: health_status_to_proto(*previous) as i32,
+                current: health_status_to_proto(*current) as i32,
+                failing_streak: *failing_streak,
+            }),
+            EventDetails::Restart {
+                restart_count,
+                backoff,
+            } => Details::Restart(pb::RestartInfo {
+                restart_count: *restart_count,
+                backoff: Some(proto_duration(*backoff)),
+            }),
+        }),
+    }
+}
+
+/// Metrics for the wire.
+pub fn metrics_to_proto(m: &ContainerMetrics) -> pb::ContainerMetrics {
+    let interfaces: Vec<pb::NetworkInterfaceMetrics> = m
+        .network
+        .iter()
+        .map(|i| pb::NetworkInterfaceMetrics {
+            interface: i.name.clone(),
+            rx_bytes: i.rx_bytes,
+            rx_packets: i.rx_packets,
+            rx_errors: i.rx_errors,
+            rx_dropped: i.rx_dropped,
+            tx_bytes: i.tx_bytes,
+            tx_packets: i.tx_packets,
+            tx_errors: i.tx_errors,
+            tx_dropped: i.tx_dropped,
+        })
+        .collect();
+    pb::ContainerMetrics {
+        container_id: m.container_id.clone(),
+        agent: String::new(),
+        time: Some(timestamp(m.time)),
+        cpu: Some(pb::CpuMetrics {
+            usage_total_ns: m.cpu.usage_total_ns,
+            usage_user_ns: m.cpu.usage_user_ns,
+            usage_system_ns: m.cpu.usage_system_ns,
+            periods: m.cpu.periods,
+            throttled_periods: m.cpu.throttled_periods,
+            throttled_time_ns: m.cpu.throttled_time_ns,
+        }),
+        memory: Some(pb::MemoryMetrics {
+            usage_bytes: m.memory.usage_bytes,
+            limit_bytes: m.memory.limit_bytes,
+            cache_bytes: m.memory.cache_bytes,
+            rss_bytes: m.memory.rss_bytes,
+            max_usage_bytes: m.memory.max_usage_bytes,
+            oom_kill_count: m.memory.oom_kill_count,
+            swap_bytes: m.memory.swap_bytes,
+        }),
+        network: Some(pb::NetworkMetrics {
+            rx_bytes: interfaces.iter().map(|i| i.rx_bytes).sum(),
+            tx_bytes: interfaces.iter().map(|i| i.tx_bytes).sum(),
+            interfaces,
+        }),
+        blkio: Some(pb::BlkioMetrics {
+            read_bytes: m.blkio.read_bytes,
+            write_bytes: m.blkio.write_bytes,
+            read_ops: m.blkio.read_ops,
+            write_ops: m.blkio.write_ops,
+        }),
+        pids: Some(pb::PidsMetrics {
+            current: m.pids.current,
+            limit: m.pids.limit,
+        }),
+    }
+}
+
+/// An orphan for the wire.
+pub fn orphan_to_proto(o: &Orphan) -> pb::Orphan {
+    pb::Orphan {
+        kind: match o.kind {
+            OrphanKind::RuntimeState => pb::OrphanKind::RuntimeState,
+            OrphanKind::MissingProcess => pb::OrphanKind::MissingProcess,
+            OrphanKind::Cgroup => pb::OrphanKind::Cgroup,
+            OrphanKind::Mount => pb::OrphanKind::Mount,
+            OrphanKind::StateDirectory => pb::OrphanKind::StateDirectory,
+        } as i32,
+        container_id: o.container_id.clone(),
+        path: o
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        detail: o.detail.clone(),
+        agent: String::new(),
     }
 }

@@ -4,16 +4,22 @@
 
 mod containers;
 pub mod convert;
+pub mod events;
 mod exec;
+mod health;
 mod logs;
+mod metrics;
 mod system;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use libcrun_shim_proto::v1::container_service_server::ContainerServiceServer;
+use libcrun_shim_proto::v1::event_service_server::EventServiceServer;
 use libcrun_shim_proto::v1::exec_service_server::ExecServiceServer;
+use libcrun_shim_proto::v1::health_check_service_server::HealthCheckServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
+use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Status};
@@ -72,6 +78,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::OutOfRange(_) => Code::OutOfRange,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Libcrun { source, .. } => match source.errno() {
                 Some(libc::ENOENT) => Code::NotFound,
@@ -91,7 +98,11 @@ impl From<Error> for Status {
     }
 }
 
-/// Serves the v1 API until `shutdown` completes.
+/// How long calls in flight may run on after shutdown began.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serves the v1 API until `shutdown` completes (and the calls in flight
+/// end, or [`SHUTDOWN_GRACE`] passes).
 pub async fn serve(
     runtime: Arc<Runtime>,
     listen: &ListenAddr,
@@ -104,10 +115,31 @@ pub async fn serve(
         )))
         .add_service(ExecServiceServer::new(exec::Exec::new(runtime.clone())))
         .add_service(LogServiceServer::new(logs::Logs::new(runtime.clone())))
+        .add_service(EventServiceServer::new(events::Events::new(
+            runtime.clone(),
+        )))
+        .add_service(MetricsServiceServer::new(metrics::Metrics::new(
+            runtime.clone(),
+        )))
+        .add_service(HealthCheckServiceServer::new(health::Health::new(
+            runtime.clone(),
+        )))
         .add_service(SystemServiceServer::new(system::System::new(
             runtime,
             shutdown_tx,
         )));
+    // Once shutting down, calls in flight get a grace period; clients that
+    // keep idle connections open do not hold the agent up past it.
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::pin!(grace);
     match listen {
         ListenAddr::Unix(path) => {
             if let Some(dir) = path.parent() {
@@ -118,16 +150,21 @@ pub async fn serve(
                 _ => {}
             }
             let listener = tokio::net::UnixListener::bind(path)?;
-            router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                .await?;
+            let serving =
+                router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+            tokio::select! {
+                served = serving => served?,
+                () = &mut grace => {}
+            }
         }
         ListenAddr::Vsock { cid, port } => {
             let listener =
                 tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(*cid, *port))?;
-            router
-                .serve_with_incoming_shutdown(listener.incoming(), shutdown)
-                .await?;
+            let serving = router.serve_with_incoming_shutdown(listener.incoming(), shutdown);
+            tokio::select! {
+                served = serving => served?,
+                () = &mut grace => {}
+            }
         }
     }
     Ok(())

@@ -1,15 +1,14 @@
 //! SystemService over the runtime.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use libcrun_shim_proto::v1::{self as pb, system_service_server::SystemService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use super::RpcResult;
 use super::convert;
 use crate::model::Status as ContainerStatus;
-use crate::runtime::{ListFilter, Runtime};
+use crate::runtime::{DEFAULT_STOP_TIMEOUT, ListFilter, Runtime};
 
 /// The name servers report as their component.
 pub const COMPONENT: &str = "crun-shim-agent";
@@ -115,24 +114,36 @@ impl SystemService for System {
         &self,
         _: Request<pb::ListOrphanedRequest>,
     ) -> RpcResult<pb::ListOrphanedResponse> {
-        Err(Status::unimplemented(
-            "ListOrphaned is not implemented by this agent yet",
-        ))
+        let orphans = self
+            .runtime
+            .orphans()?
+            .iter()
+            .map(convert::orphan_to_proto)
+            .collect();
+        Ok(Response::new(pb::ListOrphanedResponse { orphans }))
     }
 
     async fn force_delete(
         &self,
-        _: Request<pb::ForceDeleteRequest>,
+        request: Request<pb::ForceDeleteRequest>,
     ) -> RpcResult<pb::ForceDeleteResponse> {
-        Err(Status::unimplemented(
-            "ForceDelete is not implemented by this agent yet",
-        ))
+        let removed = self.runtime.force_delete(&request.into_inner().id).await?;
+        Ok(Response::new(pb::ForceDeleteResponse {
+            removed: removed.iter().map(convert::orphan_to_proto).collect(),
+        }))
     }
 
     async fn recover(&self, _: Request<pb::RecoverRequest>) -> RpcResult<pb::RecoverResponse> {
-        Err(Status::unimplemented(
-            "Recover is not implemented by this agent yet",
-        ))
+        let report = self.runtime.recover().await?;
+        Ok(Response::new(pb::RecoverResponse {
+            adopted_ids: report.adopted,
+            exited_ids: report.exited,
+            orphans: report
+                .orphans
+                .iter()
+                .map(convert::orphan_to_proto)
+                .collect(),
+        }))
     }
 
     async fn shutdown(
@@ -140,29 +151,9 @@ impl SystemService for System {
         request: Request<pb::ShutdownRequest>,
     ) -> RpcResult<pb::ShutdownResponse> {
         let r = request.into_inner();
-        let mut stopped_ids = Vec::new();
-        if r.stop_containers {
-            let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?
-                .unwrap_or(Duration::from_secs(10));
-            let live = self.runtime.list(&ListFilter {
-                statuses: vec![
-                    ContainerStatus::Created,
-                    ContainerStatus::Running,
-                    ContainerStatus::Paused,
-                ],
-                ..Default::default()
-            });
-            let stops = live.into_iter().map(|record| {
-                let runtime = self.runtime.clone();
-                async move {
-                    let id = record.config.id;
-                    runtime.stop(&id, None, Some(timeout)).await.map(|_| id)
-                }
-            });
-            for result in futures::future::join_all(stops).await {
-                stopped_ids.push(result.map_err(Status::from)?);
-            }
-        }
+        let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let stopped_ids = self.runtime.shutdown(r.stop_containers, timeout).await?;
         let _ = self.shutdown.try_send(());
         Ok(Response::new(pb::ShutdownResponse { stopped_ids }))
     }

@@ -9,8 +9,11 @@ use integration::BusyboxRootfs;
 use integration::agent::AgentProcess;
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
+use libcrun_shim_proto::v1::event_service_client::EventServiceClient;
 use libcrun_shim_proto::v1::exec_service_client::ExecServiceClient;
+use libcrun_shim_proto::v1::health_check_service_client::HealthCheckServiceClient;
 use libcrun_shim_proto::v1::log_service_client::LogServiceClient;
+use libcrun_shim_proto::v1::metrics_service_client::MetricsServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
 use tonic::transport::Channel;
 
@@ -22,34 +25,61 @@ pub struct Harness {
     pub exec: ExecServiceClient<Channel>,
     pub logs: LogServiceClient<Channel>,
     pub system: SystemServiceClient<Channel>,
+    pub events: EventServiceClient<Channel>,
+    pub metrics: MetricsServiceClient<Channel>,
+    pub health: HealthCheckServiceClient<Channel>,
 }
 
 impl Harness {
     pub async fn start() -> Harness {
-        let agent = AgentProcess::start(
+        Harness::start_with(&[]).await
+    }
+
+    /// An agent started with extra command-line arguments.
+    pub async fn start_with(args: &[&str]) -> Harness {
+        let agent = AgentProcess::start_with(
             env!("CARGO_BIN_EXE_crun-shim-agent").as_ref(),
             env!("CARGO_BIN_EXE_crun-shim-monitor").as_ref(),
+            args,
         )
         .expect("starting the agent");
         let rootfs = BusyboxRootfs::new().expect("busybox rootfs");
-        let mut h = Harness {
-            containers: ContainerServiceClient::new(agent.channel().await),
-            exec: ExecServiceClient::new(agent.channel().await),
-            logs: LogServiceClient::new(agent.channel().await),
-            system: SystemServiceClient::new(agent.channel().await),
+        let channel = agent.channel().await;
+        Harness {
+            containers: ContainerServiceClient::new(channel.clone()),
+            exec: ExecServiceClient::new(channel.clone()),
+            logs: LogServiceClient::new(channel.clone()),
+            system: SystemServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel.clone()),
+            metrics: MetricsServiceClient::new(channel.clone()),
+            health: HealthCheckServiceClient::new(channel),
             agent,
             rootfs,
-        };
-        h.reconnect().await;
-        h
+        }
     }
 
     /// Reconnects the clients (after an agent restart).
     pub async fn reconnect(&mut self) {
-        self.containers = ContainerServiceClient::new(self.agent.channel().await);
-        self.exec = ExecServiceClient::new(self.agent.channel().await);
-        self.logs = LogServiceClient::new(self.agent.channel().await);
-        self.system = SystemServiceClient::new(self.agent.channel().await);
+        let channel = self.agent.channel().await;
+        self.containers = ContainerServiceClient::new(channel.clone());
+        self.exec = ExecServiceClient::new(channel.clone());
+        self.logs = LogServiceClient::new(channel.clone());
+        self.system = SystemServiceClient::new(channel.clone());
+        self.events = EventServiceClient::new(channel.clone());
+        self.metrics = MetricsServiceClient::new(channel.clone());
+        self.health = HealthCheckServiceClient::new(channel);
+    }
+
+    /// Subscribes to events after `since` (live only when `None`).
+    pub async fn subscribe(&mut self, since: Option<u64>) -> tonic::Streaming<pb::Event> {
+        self.events
+            .subscribe(pb::SubscribeEventsRequest {
+                since_sequence: since,
+                ..Default::default()
+            })
+            .await
+            .expect("subscribe")
+            .into_inner()
     }
 
     /// A config running `sh -c script` on the busybox rootfs.
@@ -163,8 +193,45 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
     f()
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` runs (a zombie, killed but not reaped by its
+/// parent, does not count).
 pub fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with(['Z', 'X']).then_some(()).is_none())
+        })
+        .unwrap_or(false)
+}
+
+/// Reads events from `stream` until `done` says so (or 30 s pass).
+pub async fn events_until(
+    stream: &mut tonic::Streaming<pb::Event>,
+    mut done: impl FnMut(&[pb::Event]) -> bool,
+) -> Vec<pb::Event> {
+    let mut events = Vec::new();
+    let read = async {
+        while let Some(event) = stream.message().await.expect("event stream") {
+            events.push(event);
+            if done(&events) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(30), read).await;
+    events
+}
+
+/// The (type, container) pairs of events, for order checks.
+pub fn kinds(events: &[pb::Event]) -> Vec<(pb::EventType, String)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                pb::EventType::try_from(e.r#type).expect("event type"),
+                e.container_id.clone(),
+            )
+        })
+        .collect()
 }
