@@ -1,5 +1,5 @@
 //! The gRPC layer: thin services over the runtime, served on a Unix socket
-//! or a vsock port. Every runtime error becomes one precise status code
+//! or a vsock port, with grpc.health.v1 and server reflection. Every runtime error becomes one precise status code
 //! here, and nowhere else.
 
 mod containers;
@@ -109,7 +109,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     shutdown_tx: tokio::sync::mpsc::Sender<()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(libcrun_shim_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
     let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
         .add_service(ContainerServiceServer::new(containers::Containers::new(
             runtime.clone(),
         )))
