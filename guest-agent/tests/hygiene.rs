@@ -159,11 +159,18 @@ async fn shutdown_leaving_containers_running_then_adopted() {
 async fn shutdown_stopping_containers() {
     let mut h = Harness::start().await;
     let c = h
-        .run("goes", "trap 'exit 0' TERM; while :; do sleep 0.1; done")
+        .run(
+            "goes",
+            "trap 'exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+        )
         .await;
-    h.run("stubborn", "trap '' TERM; while :; do sleep 0.1; done")
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.run(
+        "stubborn",
+        "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+    )
+    .await;
+    h.until_stdout("goes", "ready\n").await;
+    h.until_stdout("stubborn", "ready\n").await;
     let mut stopped = h
         .system
         .shutdown(pb::ShutdownRequest {

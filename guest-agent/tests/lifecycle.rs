@@ -13,7 +13,7 @@ async fn full_lifecycle() {
     let mut h = Harness::start().await;
     let mut config = h.sh(
         "life",
-        "echo hello; trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        "trap 'exit 0' TERM; echo hello; while :; do sleep 0.1; done",
     );
     config.labels.insert("app".into(), "web".into());
     config.hostname = "life-host".into();
@@ -82,7 +82,10 @@ async fn full_lifecycle() {
         "web"
     );
 
-    // Stop: SIGTERM is trapped, the shell exits 0 at once.
+    // Stop: SIGTERM is trapped (once "hello" is out: before its trap, the
+    // shell as PID 1 of its namespace would not even see SIGTERM), the
+    // shell exits 0 at once.
+    h.until_stdout("life", "hello\n").await;
     let stopped = h
         .containers
         .stop(pb::StopContainerRequest {
@@ -168,24 +171,7 @@ async fn stop_kills_a_process_that_ignores_sigterm() {
         "trap '' TERM; echo ready; while :; do sleep 0.1; done",
     )
     .await;
-    // Let the shell install its trap.
-    let ready = async {
-        loop {
-            let (out, _, _) = h
-                .logs(pb::LogsRequest {
-                    container_id: "stubborn".into(),
-                    ..Default::default()
-                })
-                .await;
-            if out == b"ready\n" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), ready)
-        .await
-        .expect("ready");
+    h.until_stdout("stubborn", "ready\n").await;
     let began = Instant::now();
     let stopped = h
         .containers

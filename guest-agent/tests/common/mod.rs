@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use integration::BusyboxRootfs;
 use integration::agent::AgentProcess;
@@ -174,6 +174,29 @@ impl Harness {
             }
         }
         (out, err, entries)
+    }
+
+    /// Waits until a container's stdout so far is `expected` (a shell has
+    /// installed its traps, say: before that, a shell that is PID 1 of its
+    /// namespace does not even see SIGTERM).
+    pub async fn until_stdout(&mut self, id: &str, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let request = pb::LogsRequest {
+                container_id: id.into(),
+                ..Default::default()
+            };
+            let (out, _, _) = self.logs(request).await;
+            if out == expected.as_bytes() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} wrote {:?}, not {expected:?}",
+                String::from_utf8_lossy(&out)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn status(container: &pb::Container) -> pb::ContainerStatus {
