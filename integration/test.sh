@@ -12,5 +12,9 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build" >&2
+# The binaries first: tests of other packages than theirs (integration's
+# tests/clients.rs) run them from target/debug.
+cargo build --workspace --locked
 echo "== cargo test" >&2
 cargo test --workspace --locked

@@ -3,11 +3,13 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::served::Served;
 
 /// Connects a gRPC channel to a Unix socket.
 pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
@@ -27,7 +29,7 @@ pub async fn unix_channel(socket: &Path) -> Result<Channel, tonic::transport::Er
 /// A running agent.
 #[derive(Debug)]
 pub struct AgentProcess {
-    child: Option<Child>,
+    process: Option<Served>,
     agent: PathBuf,
     monitor: PathBuf,
     args: Vec<String>,
@@ -45,7 +47,7 @@ impl AgentProcess {
     pub fn start_with(agent: &Path, monitor: &Path, args: &[&str]) -> io::Result<AgentProcess> {
         let dir = tempfile::Builder::new().prefix("agent-test").tempdir()?;
         let mut process = AgentProcess {
-            child: None,
+            process: None,
             agent: agent.to_path_buf(),
             monitor: monitor.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -72,51 +74,23 @@ impl AgentProcess {
 
     /// The agent's pid, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.as_ref().and_then(Served::pid)
     }
 
     fn spawn(&mut self) -> io::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log())?;
         let socket = self.socket();
         let _ = std::fs::remove_file(&socket);
-        let child = Command::new(&self.agent)
+        let mut command = Command::new(&self.agent);
+        command
             .arg("--listen")
             .arg(format!("unix://{}", socket.display()))
             .arg("--root")
             .arg(self.root())
             .arg("--monitor")
             .arg(&self.monitor)
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(io::Error::other(format!(
-                    "agent exited with {status}: {}",
-                    std::fs::read_to_string(self.log()).unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "agent did not start serving",
-        ))
+            .args(&self.args);
+        self.process = Some(Served::start(command, &socket, &self.log(), "the agent")?);
+        Ok(())
     }
 
     /// A gRPC channel to the agent.
@@ -128,26 +102,13 @@ impl AgentProcess {
 
     /// Waits for the agent to exit on its own, at most `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.process.as_mut()?.wait_exit(timeout)
     }
 
     /// Kills the agent with SIGKILL (its containers keep running).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
     }
 

@@ -3,9 +3,12 @@
 //! Every test of this workspace that needs a container's root filesystem
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
 //! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
-//! real `crun-shim-agent` on a private state root.
+//! real `crun-shim-agent` on a private state root, [`host`] a real
+//! `crun-shimd`, and [`binary`] finds the workspace's binaries.
 
 pub mod agent;
+pub mod host;
+pub mod served;
 
 use std::fs;
 use std::io;
@@ -108,4 +111,27 @@ pub fn build(rootfs: &Path) -> io::Result<()> {
     )?;
     fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     Ok(())
+}
+
+/// The path of one of the workspace's binaries (`crun-shim-agent`,
+/// `crun-shim-monitor`, `crun-shimd`): in `CRUN_SHIM_BIN_DIR` when set,
+/// else in the workspace's `target/debug` (the test command builds the
+/// workspace before it runs the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CRUN_SHIM_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map(|workspace| workspace.join("target/debug"))
+                .unwrap_or_default()
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the workspace first (`cargo build --workspace`) \
+         or point CRUN_SHIM_BIN_DIR at the directory holding it",
+        path.display()
+    );
+    path
 }

@@ -38,3 +38,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// The protobuf package of version 1 of the protocol.
 pub const PACKAGE_V1: &str = "libcrun_shim.v1";
+
+pub mod serving;

@@ -42,13 +42,15 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Starts no thread (see `prepare`): the exporter's start with the
+    // first span that ends.
+    let telemetry = match libcrun_shim_telemetry::init("crun-shim-agent") {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("crun-shim-agent: {e}");
+            std::process::exit(1);
+        }
+    };
     let monitor_binary = match args
         .monitor
         .clone()
@@ -91,6 +93,7 @@ fn main() {
             1
         }
     };
+    drop(telemetry);
     std::process::exit(code);
 }
 
@@ -147,23 +150,10 @@ async fn run(args: Args, options: RuntimeOptions) -> i32 {
             return 1;
         }
     };
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::mpsc::channel(1);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::mpsc::channel(1);
     let shutdown = async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-            () = term => info!("SIGTERM: shutting down"),
-            _ = shutdown_rx.recv() => info!("Shutdown requested"),
-        }
+        let reason = libcrun_shim_proto::serving::stop_requested(shutdown_rx).await;
+        info!("{reason}: shutting down");
     };
     info!(listen = ?args.listen, "serving");
     match server::serve(runtime.clone(), &args.listen, shutdown, shutdown_tx).await {

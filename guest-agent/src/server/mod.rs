@@ -109,32 +109,28 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     shutdown_tx: tokio::sync::mpsc::Sender<()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(libcrun_shim_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
-    let router = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ContainerServiceServer::new(containers::Containers::new(
-            runtime.clone(),
-        )))
-        .add_service(ExecServiceServer::new(exec::Exec::new(runtime.clone())))
-        .add_service(LogServiceServer::new(logs::Logs::new(runtime.clone())))
-        .add_service(EventServiceServer::new(events::Events::new(
-            runtime.clone(),
-        )))
-        .add_service(MetricsServiceServer::new(metrics::Metrics::new(
-            runtime.clone(),
-        )))
-        .add_service(HealthCheckServiceServer::new(health::Health::new(
-            runtime.clone(),
-        )))
-        .add_service(SystemServiceServer::new(system::System::new(
-            runtime,
-            shutdown_tx,
-        )));
+    let router = libcrun_shim_proto::serving::router_with_standard_services(
+        &mut tonic::transport::Server::builder().layer(libcrun_shim_telemetry::server_layer()),
+    )
+    .await?
+    .add_service(ContainerServiceServer::new(containers::Containers::new(
+        runtime.clone(),
+    )))
+    .add_service(ExecServiceServer::new(exec::Exec::new(runtime.clone())))
+    .add_service(LogServiceServer::new(logs::Logs::new(runtime.clone())))
+    .add_service(EventServiceServer::new(events::Events::new(
+        runtime.clone(),
+    )))
+    .add_service(MetricsServiceServer::new(metrics::Metrics::new(
+        runtime.clone(),
+    )))
+    .add_service(HealthCheckServiceServer::new(health::Health::new(
+        runtime.clone(),
+    )))
+    .add_service(SystemServiceServer::new(system::System::new(
+        runtime,
+        shutdown_tx,
+    )));
     // Once shutting down, calls in flight get a grace period; clients that
     // keep idle connections open do not hold the agent up past it.
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);

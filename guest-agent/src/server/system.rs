@@ -50,15 +50,10 @@ fn memory_bytes() -> u64 {
 #[tonic::async_trait]
 impl SystemService for System {
     async fn version(&self, _: Request<pb::VersionRequest>) -> RpcResult<pb::VersionResponse> {
-        Ok(Response::new(pb::VersionResponse {
-            component: COMPONENT.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            api_version: "v1".into(),
-            git_commit: option_env!("LIBCRUN_SHIM_GIT_COMMIT")
-                .unwrap_or_default()
-                .into(),
-            libcrun_version: libcrun_sys::libcrun_version().into(),
-        }))
+        Ok(Response::new(libcrun_shim_proto::serving::version(
+            COMPONENT,
+            libcrun_sys::libcrun_version(),
+        )))
     }
 
     async fn info(&self, _: Request<pb::InfoRequest>) -> RpcResult<pb::InfoResponse> {

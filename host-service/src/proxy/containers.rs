@@ -1,0 +1,177 @@
+//! ContainerService: routed by container id; Create places, List merges.
+
+use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
+use tonic::{Request, Response, Status};
+
+use super::{RpcResult, Shared, answer, forward};
+
+/// The container lifecycle, proxied.
+#[derive(Debug, Clone)]
+pub struct Containers(pub Shared);
+
+/// Names the agent in a container.
+fn stamp(container: Option<pb::Container>, agent: &str) -> Option<pb::Container> {
+    container.map(|mut c| {
+        c.agent = agent.to_string();
+        c
+    })
+}
+
+/// Forwards a call about one container to its agent and stamps the answer.
+macro_rules! routed {
+    ($self:ident, $request:ident, $method:ident) => {{
+        let id = $request.get_ref().id.clone();
+        let agent = $self.0.pool.route(&id).await?;
+        let mut r = answer(&agent, agent.containers().$method(forward($request)).await)?;
+        r.container = stamp(r.container, &agent.name);
+        Ok(Response::new(r))
+    }};
+}
+
+#[tonic::async_trait]
+impl ContainerService for Containers {
+    async fn create(
+        &self,
+        request: Request<pb::CreateContainerRequest>,
+    ) -> RpcResult<pb::CreateContainerResponse> {
+        let id = request
+            .get_ref()
+            .config
+            .as_ref()
+            .map(|c| c.id.clone())
+            .ok_or_else(|| Status::invalid_argument("config is required"))?;
+        if let Some(holder) = self.0.pool.cached(&id) {
+            return Err(Status::already_exists(format!(
+                "container {id} already exists on agent {}",
+                holder.name
+            )));
+        }
+        let agent = self.0.pool.place(&request.get_ref().agent)?;
+        let mut r = answer(&agent, agent.containers().create(forward(request)).await)?;
+        self.0.pool.remember(&id, &agent.name);
+        r.container = stamp(r.container, &agent.name);
+        Ok(Response::new(r))
+    }
+
+    async fn start(
+        &self,
+        request: Request<pb::StartContainerRequest>,
+    ) -> RpcResult<pb::StartContainerResponse> {
+        routed!(self, request, start)
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopContainerRequest>,
+    ) -> RpcResult<pb::StopContainerResponse> {
+        routed!(self, request, stop)
+    }
+
+    async fn kill(
+        &self,
+        request: Request<pb::KillContainerRequest>,
+    ) -> RpcResult<pb::KillContainerResponse> {
+        let agent = self.0.pool.route(&request.get_ref().id).await?;
+        Ok(Response::new(answer(
+            &agent,
+            agent.containers().kill(forward(request)).await,
+        )?))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<pb::PauseContainerRequest>,
+    ) -> RpcResult<pb::PauseContainerResponse> {
+        routed!(self, request, pause)
+    }
+
+    async fn resume(
+        &self,
+        request: Request<pb::ResumeContainerRequest>,
+    ) -> RpcResult<pb::ResumeContainerResponse> {
+        routed!(self, request, resume)
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteContainerRequest>,
+    ) -> RpcResult<pb::DeleteContainerResponse> {
+        let id = request.get_ref().id.clone();
+        let agent = self.0.pool.route(&id).await?;
+        let r = answer(&agent, agent.containers().delete(forward(request)).await)?;
+        self.0.pool.forget(&id);
+        Ok(Response::new(r))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListContainersRequest>,
+    ) -> RpcResult<pb::ListContainersResponse> {
+        let agents = self.0.pool.select(&request.get_ref().agent)?;
+        let calls = agents.iter().map(|agent| {
+            let mut client = agent.containers();
+            let r = super::forward_as(&request, request.get_ref().clone());
+            async move { (agent, client.list(r).await) }
+        });
+        let mut containers = Vec::new();
+        let mut unreachable = Vec::new();
+        for (agent, result) in futures::future::join_all(calls).await {
+            match answer(agent, result) {
+                Ok(r) => {
+                    for mut c in r.containers {
+                        self.0.pool.remember(&c.id, &agent.name);
+                        c.agent = agent.name.clone();
+                        containers.push(c);
+                    }
+                }
+                Err(s) if s.code() == tonic::Code::Unavailable => {
+                    unreachable.push(agent.name.clone())
+                }
+                Err(s) => return Err(s),
+            }
+        }
+        if !unreachable.is_empty() && unreachable.len() == agents.len() {
+            return Err(Status::unavailable(format!(
+                "no agent is reachable ({})",
+                unreachable.join(", ")
+            )));
+        }
+        containers.sort_by(|a, b| {
+            let t = |c: &pb::Container| c.created_at.map(|t| (t.seconds, t.nanos));
+            t(a).cmp(&t(b)).then_with(|| a.id.cmp(&b.id))
+        });
+        let mut response = Response::new(pb::ListContainersResponse { containers });
+        if !unreachable.is_empty() {
+            // Partial answers say which agents are missing from them.
+            if let Ok(v) = unreachable.join(",").parse() {
+                response.metadata_mut().insert("x-unavailable-agents", v);
+            }
+        }
+        Ok(response)
+    }
+
+    async fn inspect(
+        &self,
+        request: Request<pb::InspectContainerRequest>,
+    ) -> RpcResult<pb::InspectContainerResponse> {
+        routed!(self, request, inspect)
+    }
+
+    async fn wait(
+        &self,
+        request: Request<pb::WaitContainerRequest>,
+    ) -> RpcResult<pb::WaitContainerResponse> {
+        let agent = self.0.pool.route(&request.get_ref().id).await?;
+        Ok(Response::new(answer(
+            &agent,
+            agent.containers().wait(forward(request)).await,
+        )?))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateContainerRequest>,
+    ) -> RpcResult<pb::UpdateContainerResponse> {
+        routed!(self, request, update)
+    }
+}

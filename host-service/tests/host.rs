@@ -1,0 +1,510 @@
+//! The daemon against real agents: two agents behind one host (placement,
+//! merged List and Events, one agent down and back), and the local agent
+//! the daemon starts and supervises itself.
+
+use std::time::Duration;
+
+use integration::agent::AgentProcess;
+use integration::host::HostProcess;
+use integration::{BusyboxRootfs, binary};
+use libcrun_shim_proto::v1 as pb;
+use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
+use libcrun_shim_proto::v1::event_service_client::EventServiceClient;
+use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
+use tonic::Code;
+use tonic::transport::Channel;
+
+fn agent() -> AgentProcess {
+    AgentProcess::start(&binary("crun-shim-agent"), &binary("crun-shim-monitor")).expect("agent")
+}
+
+fn config(rootfs: &BusyboxRootfs, id: &str, script: &str) -> pb::ContainerConfig {
+    pb::ContainerConfig {
+        id: id.into(),
+        root: Some(pb::container_config::Root::Rootfs(
+            rootfs.path().display().to_string(),
+        )),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+async fn create(
+    c: &mut ContainerServiceClient<Channel>,
+    config: pb::ContainerConfig,
+    agent: &str,
+) -> Result<pb::Container, tonic::Status> {
+    let r = c
+        .create(pb::CreateContainerRequest {
+            config: Some(config),
+            agent: agent.into(),
+        })
+        .await?;
+    Ok(r.into_inner().container.expect("container"))
+}
+
+async fn run(
+    c: &mut ContainerServiceClient<Channel>,
+    config: pb::ContainerConfig,
+    agent: &str,
+) -> pb::Container {
+    let id = config.id.clone();
+    create(c, config, agent).await.expect("create");
+    c.start(pb::StartContainerRequest { id })
+        .await
+        .expect("start")
+        .into_inner()
+        .container
+        .expect("container")
+}
+
+/// A daemon with no agent configured: it starts a local agent on `root`.
+fn local_host(root: &std::path::Path, env: &[(&str, &str)]) -> HostProcess {
+    HostProcess::start_with_env(
+        &binary("crun-shimd"),
+        &[
+            "--agent-binary".into(),
+            binary("crun-shim-agent").display().to_string(),
+            "--agent-root".into(),
+            root.display().to_string(),
+        ],
+        env,
+    )
+    .expect("host")
+}
+
+/// Waits until `f` holds, polling.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn agent_state(system: &mut SystemServiceClient<Channel>, name: &str) -> pb::AgentState {
+    let info = system.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    let a = info
+        .agents
+        .iter()
+        .find(|a| a.name == name)
+        .expect("agent in Info");
+    pb::AgentState::try_from(a.state).unwrap()
+}
+
+#[tokio::test]
+async fn two_agents_behind_one_host() {
+    let mut a = agent();
+    let b = agent();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let host = HostProcess::start(
+        &binary("crun-shimd"),
+        &[
+            "--agent".into(),
+            format!("a=unix://{}", a.socket().display()),
+            "--agent".into(),
+            format!("b=unix://{}", b.socket().display()),
+        ],
+    )
+    .expect("host");
+    let channel = host.channel().await;
+    let mut containers = ContainerServiceClient::new(channel.clone());
+    let mut system = SystemServiceClient::new(channel.clone());
+    let mut events = EventServiceClient::new(channel);
+    until("both agents ready", || {
+        let mut system = system.clone();
+        async move {
+            agent_state(&mut system, "a").await == pb::AgentState::Ready
+                && agent_state(&mut system, "b").await == pb::AgentState::Ready
+        }
+    })
+    .await;
+    let version = system
+        .version(pb::VersionRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(version.component, "crun-shimd");
+
+    let mut stream = events
+        .subscribe(pb::SubscribeEventsRequest {
+            since_sequence: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let on_a = run(&mut containers, config(&rootfs, "on-a", "sleep 600"), "a").await;
+    let on_b = run(&mut containers, config(&rootfs, "on-b", "sleep 600"), "b").await;
+    assert_eq!((on_a.agent.as_str(), on_b.agent.as_str()), ("a", "b"));
+    // Placement without a selector, and ids unique across agents.
+    let placed = run(&mut containers, config(&rootfs, "placed", "sleep 600"), "").await;
+    assert!(["a", "b"].contains(&placed.agent.as_str()));
+    let err = create(&mut containers, config(&rootfs, "on-a", "true"), "b")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = create(&mut containers, config(&rootfs, "x", "true"), "nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Merged List names each container's agent.
+    let list = containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen: Vec<(String, String)> = list
+        .containers
+        .iter()
+        .map(|c| (c.id.clone(), c.agent.clone()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.contains(&("on-a".into(), "a".into())) && seen.contains(&("on-b".into(), "b".into()))
+    );
+
+    // Merged events, each naming its agent, numbered per agent.
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let e = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        got.push(e);
+    }
+    for name in ["a", "b"] {
+        let seq: Vec<u64> = got
+            .iter()
+            .filter(|e| e.agent == name)
+            .map(|e| e.sequence)
+            .collect();
+        assert!(
+            !seq.is_empty() && seq.windows(2).all(|w| w[1] == w[0] + 1),
+            "{name}: {seq:?}"
+        );
+    }
+
+    // Agent a goes down: its containers are UNAVAILABLE naming it, b goes on.
+    a.kill();
+    let err = containers
+        .inspect(pb::InspectContainerRequest { id: "on-a".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("agent a"), "{err:?}");
+    let alive = containers
+        .inspect(pb::InspectContainerRequest { id: "on-b".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(alive.container.unwrap().agent, "b");
+    until("a reported unavailable", || {
+        let mut system = system.clone();
+        async move { agent_state(&mut system, "a").await == pb::AgentState::Unavailable }
+    })
+    .await;
+    let list = containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(list.metadata().get("x-unavailable-agents").unwrap(), "a");
+
+    // Agent a comes back: reconnected, its container still there, and the
+    // event stream goes on from where it was for a.
+    a.restart().expect("agent a back");
+    until("a ready again", || {
+        let mut system = system.clone();
+        async move { agent_state(&mut system, "a").await == pb::AgentState::Ready }
+    })
+    .await;
+    let back = containers
+        .inspect(pb::InspectContainerRequest { id: "on-a".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(
+        (back.status, back.agent.as_str()),
+        (pb::ContainerStatus::Running as i32, "a")
+    );
+    containers
+        .delete(pb::DeleteContainerRequest {
+            id: "on-a".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    let last_a = got
+        .iter()
+        .filter(|e| e.agent == "a")
+        .map(|e| e.sequence)
+        .max()
+        .unwrap();
+    let resumed = loop {
+        let e = tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if e.agent == "a" {
+            break e;
+        }
+    };
+    assert_eq!(
+        resumed.sequence,
+        last_a + 1,
+        "no gap for agent a across its restart"
+    );
+}
+
+#[tokio::test]
+async fn a_local_agent_started_and_supervised() {
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let host = local_host(root.path(), &[]);
+    let channel = host.channel().await;
+    let mut containers = ContainerServiceClient::new(channel.clone());
+    let mut system = SystemServiceClient::new(channel);
+    until("the local agent ready", || {
+        let mut system = system.clone();
+        async move { agent_state(&mut system, "local").await == pb::AgentState::Ready }
+    })
+    .await;
+    let c = run(&mut containers, config(&rootfs, "kept", "sleep 600"), "").await;
+    assert_eq!(c.agent, "local");
+
+    // Kill the local agent: the daemon brings it back, the container lives.
+    let info = system.info(pb::InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.agents.len(), 1);
+    let agent_pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let argv0 = cmd.split('\0').next().unwrap_or_default();
+            argv0.ends_with("crun-shim-agent") && cmd.contains(&*root.path().to_string_lossy())
+        })
+        .expect("local agent process");
+    // SAFETY: kills the agent this test's daemon started.
+    unsafe { libc::kill(agent_pid, libc::SIGKILL) };
+    until("the local agent back", || {
+        let mut containers = containers.clone();
+        async move {
+            containers
+                .inspect(pb::InspectContainerRequest { id: "kept".into() })
+                .await
+                .is_ok_and(|r| {
+                    r.into_inner()
+                        .container
+                        .is_some_and(|c| c.status == pb::ContainerStatus::Running as i32)
+                })
+        }
+    })
+    .await;
+    containers
+        .delete(pb::DeleteContainerRequest {
+            id: "kept".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    assert!(host.log().contains("local agent exited"), "{}", host.log());
+}
+
+#[tokio::test]
+async fn oversized_and_bad_requests_get_errors_not_crashes() {
+    let a = agent();
+    let host = HostProcess::start(
+        &binary("crun-shimd"),
+        &[
+            "--agent".into(),
+            format!("a=unix://{}", a.socket().display()),
+            "--max-message-bytes".into(),
+            "4096".into(),
+        ],
+    )
+    .expect("host");
+    let mut containers = ContainerServiceClient::new(host.channel().await);
+    let mut big = pb::ContainerConfig {
+        id: "big".into(),
+        ..Default::default()
+    };
+    big.env = vec!["X=".to_string() + &"y".repeat(10_000)];
+    let err = create(&mut containers, big, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    for id in ["", "../etc", "a/b"] {
+        let err = containers
+            .inspect(pb::InspectContainerRequest { id: id.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{id:?}: {err:?}");
+    }
+    let err = containers
+        .inspect(pb::InspectContainerRequest { id: "ghost".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Still serving.
+    containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap();
+}
+
+/// An OTLP trace collector on loopback: what the daemon and its agent
+/// export.
+mod collector {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    /// A received span: the service that sent it, and the span.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub service: String,
+        pub span: opentelemetry_proto::tonic::trace::v1::Span,
+    }
+
+    #[derive(Debug, Clone, Default)]
+    pub struct Collector(pub Arc<Mutex<Vec<Received>>>);
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut received = self.0.lock().unwrap();
+            for resource_spans in request.into_inner().resource_spans {
+                let service = resource_spans
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                        Value::StringValue(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                for scope in resource_spans.scope_spans {
+                    for span in scope.spans {
+                        received.push(Received {
+                            service: service.clone(),
+                            span,
+                        });
+                    }
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// Serves a collector on 127.0.0.1; returns it and its endpoint.
+    pub async fn start() -> (Collector, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let collector = Collector::default();
+        let server = TraceServiceServer::new(collector.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(server)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (collector, endpoint)
+    }
+}
+
+#[tokio::test]
+async fn one_trace_covers_the_daemon_and_its_agent() {
+    let (collector, endpoint) = collector::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let host = local_host(
+        root.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ],
+    );
+    let channel = host.channel().await;
+    let system = SystemServiceClient::new(channel.clone());
+    until("the local agent ready", || {
+        let mut system = system.clone();
+        async move { agent_state(&mut system, "local").await == pb::AgentState::Ready }
+    })
+    .await;
+
+    // The caller's own span: a W3C traceparent, as any instrumented client sends.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let trace_id = format!(
+        "{:016x}{:016x}",
+        nanos as u64,
+        u64::from(std::process::id()) | 1 << 40
+    );
+    let caller_span = "00f067aa0ba902b7";
+    let mut request = tonic::Request::new(pb::ListContainersRequest::default());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+    );
+    ContainerServiceClient::new(channel)
+        .list(request)
+        .await
+        .expect("list");
+
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let method = "/libcrun_shim.v1.ContainerService/List";
+    let mut spans = Vec::new();
+    until("the daemon's and the agent's spans of the call", || {
+        spans = collector
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| hex(&r.span.trace_id) == trace_id && r.span.name == method)
+            .cloned()
+            .collect::<Vec<_>>();
+        std::future::ready(spans.len() >= 2)
+    })
+    .await;
+    let daemon = spans
+        .iter()
+        .find(|r| r.service == "crun-shimd")
+        .expect("a span of crun-shimd");
+    let agent = spans
+        .iter()
+        .find(|r| r.service == "crun-shim-agent")
+        .expect("a span of the agent");
+    assert_eq!(
+        hex(&daemon.span.parent_span_id),
+        caller_span,
+        "the daemon's span is the caller's child"
+    );
+    assert_eq!(
+        agent.span.parent_span_id, daemon.span.span_id,
+        "the agent's span is the daemon's child"
+    );
+    let server_kind = opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32;
+    assert_eq!(daemon.span.kind, server_kind);
+    assert_eq!(agent.span.kind, server_kind);
+}
