@@ -75,22 +75,34 @@ impl ImageService for Images {
         &self,
         request: Request<pb::InspectImageRequest>,
     ) -> RpcResult<pb::InspectImageResponse> {
-        let mut last =
-            Status::not_found(format!("image {} not found", request.get_ref().reference));
-        for agent in self.0.pool.select(&request.get_ref().agent)? {
-            let r = forward_as(&request, request.get_ref().clone());
-            match answer(&agent, client(&agent).inspect(r).await) {
-                Ok(mut found) => {
-                    if let Some(image) = found.image.as_mut() {
-                        stamp(image, &agent.name);
-                    }
-                    return Ok(Response::new(found));
-                }
-                Err(s) if s.code() == Code::NotFound => {}
-                Err(s) => last = s,
-            }
+        let (reference, agent) = (&request.get_ref().reference, &request.get_ref().agent);
+        let (agent, mut found) = self
+            .first_holding(reference, agent, |agent| {
+                let r = forward_as(&request, request.get_ref().clone());
+                async move { client(&agent).inspect(r).await }
+            })
+            .await?;
+        if let Some(image) = found.image.as_mut() {
+            stamp(image, &agent.name);
         }
-        Err(last)
+        Ok(Response::new(found))
+    }
+
+    async fn get_rootfs(
+        &self,
+        request: Request<pb::GetRootfsRequest>,
+    ) -> RpcResult<pb::GetRootfsResponse> {
+        let (reference, agent) = (&request.get_ref().reference, &request.get_ref().agent);
+        let (agent, mut found) = self
+            .first_holding(reference, agent, |agent| {
+                let r = forward_as(&request, request.get_ref().clone());
+                async move { client(&agent).get_rootfs(r).await }
+            })
+            .await?;
+        if let Some(image) = found.image.as_mut() {
+            stamp(image, &agent.name);
+        }
+        Ok(Response::new(found))
     }
 
     async fn remove(
@@ -119,5 +131,30 @@ impl ImageService for Images {
             )));
         }
         Ok(Response::new(total))
+    }
+}
+
+impl Images {
+    /// Asks the agents named by `agent` (all when empty), in order, until
+    /// one holds `reference`; returns it and its answer. NOT_FOUND when none
+    /// does, else the last failure.
+    async fn first_holding<T, F>(
+        &self,
+        reference: &str,
+        agent: &str,
+        call: impl Fn(std::sync::Arc<Agent>) -> F,
+    ) -> Result<(std::sync::Arc<Agent>, T), Status>
+    where
+        F: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut last = Status::not_found(format!("image {reference} not found"));
+        for agent in self.0.pool.select(agent)? {
+            match answer(&agent, call(agent.clone()).await) {
+                Ok(found) => return Ok((agent, found)),
+                Err(s) if s.code() == Code::NotFound => {}
+                Err(s) => last = s,
+            }
+        }
+        Err(last)
     }
 }
