@@ -48,6 +48,7 @@ fn every_service_and_rpc_of_the_api_is_there() {
         "ImageService/Pull",
         "ImageService/List",
         "ImageService/Inspect",
+        "ImageService/GetRootfs",
         "ImageService/Remove",
         "SystemService/Version",
         "SystemService/Info",
