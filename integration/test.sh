@@ -14,7 +14,7 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build" >&2
 # The binaries first: tests of other packages than theirs (integration's
-# tests/clients.rs) run them from target/debug.
+# tests/clients.rs) run them from the profile directory they run from.
 cargo build --workspace --locked
 echo "== cargo test" >&2
 cargo test --workspace --locked

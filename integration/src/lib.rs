@@ -115,16 +115,21 @@ pub fn build(rootfs: &Path) -> io::Result<()> {
 
 /// The path of one of the workspace's binaries (`crun-shim-agent`,
 /// `crun-shim-monitor`, `crun-shimd`): in `CRUN_SHIM_BIN_DIR` when set,
-/// else in the workspace's `target/debug` (the test command builds the
-/// workspace before it runs the tests).
+/// else in the profile directory the running test was built into
+/// (`target/debug`, wherever `CARGO_TARGET_DIR` puts it; the test command
+/// builds the workspace before it runs the tests).
 pub fn binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("CRUN_SHIM_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .map(|workspace| workspace.join("target/debug"))
-                .unwrap_or_default()
+            // Tests run from PROFILE/deps/NAME-HASH, examples from
+            // PROFILE/examples/NAME.
+            let exe = std::env::current_exe().unwrap_or_default();
+            let parent = exe.parent().unwrap_or(Path::new("."));
+            match parent.file_name().and_then(|n| n.to_str()) {
+                Some("deps" | "examples") => parent.parent().unwrap_or(parent).to_path_buf(),
+                _ => parent.to_path_buf(),
+            }
         });
     let path = dir.join(name);
     assert!(
