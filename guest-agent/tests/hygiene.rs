@@ -341,6 +341,9 @@ async fn an_agent_killed_mid_lifecycle_loses_nothing() {
     let config = h.sh("mid", "echo one; sleep 0.5; echo two; exit 9");
     h.create(config).await.unwrap();
     h.start_container("mid").await;
+    // The first subscriber sees create and start, then its agent dies.
+    let before = events_until(&mut stream, |e| e.len() == 2).await;
+    assert_eq!(before.len(), 2);
     h.agent.kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
     h.agent.restart().unwrap();
@@ -354,8 +357,7 @@ async fn an_agent_killed_mid_lifecycle_loses_nothing() {
         })
         .await;
     assert_eq!(out, b"one\ntwo\n");
-    // The first subscriber saw create and start; the rest replays.
-    let before = events_until(&mut stream, |e| e.len() == 2).await;
+    // Resumed from the last event it saw, the rest replays.
     let last = before.last().unwrap().sequence;
     let mut resumed = h.subscribe(Some(last)).await;
     let after = events_until(&mut resumed, |e| !e.is_empty()).await;
