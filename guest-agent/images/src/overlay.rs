@@ -1,0 +1,146 @@
+//! A container's root filesystem: an overlayfs mount of an image's layers
+//! (read-only) under the container's own writable layer. No copy.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The directories of one container's overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Image layers, top first.
+    pub lower: Vec<PathBuf>,
+    /// The container's writable layer.
+    pub upper: PathBuf,
+    /// overlayfs's work directory (same filesystem as `upper`).
+    pub work: PathBuf,
+    /// Where the root filesystem appears.
+    pub target: PathBuf,
+}
+
+impl Overlay {
+    /// The overlay of `lower` with its upper, work and target directories
+    /// under `dir` (`upper/`, `work/`, `rootfs/`).
+    pub fn in_dir(dir: &Path, lower: Vec<PathBuf>) -> Overlay {
+        Overlay {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("rootfs"),
+        }
+    }
+
+    /// Mounts the overlay (creating its directories) unless the target is a
+    /// mount point already, in this mount namespace.
+    pub fn mount(&self) -> Result<()> {
+        for dir in [&self.upper, &self.work, &self.target] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        if is_mount_point(&self.target)? {
+            return Ok(());
+        }
+        let empty;
+        let lower: Vec<&Path> = if self.lower.is_empty() {
+            // overlayfs wants a lower layer: an image without layers has an
+            // empty one.
+            empty = self.work.with_file_name("empty");
+            std::fs::create_dir_all(&empty)
+                .map_err(|e| Error::io(format!("creating {}", empty.display()), e))?;
+            vec![empty.as_path()]
+        } else {
+            self.lower.iter().map(PathBuf::as_path).collect()
+        };
+        for dir in lower
+            .iter()
+            .chain([&self.upper.as_path(), &self.work.as_path()])
+        {
+            let text = dir.to_string_lossy();
+            if text.contains([':', ',']) {
+                return Err(Error::InvalidReference(format!(
+                    "overlay directory {text:?} has ':' or ','"
+                )));
+            }
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower
+                .iter()
+                .map(|p| p.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(":"),
+            self.upper.display(),
+            self.work.display()
+        );
+        // The page the kernel copies mount options into.
+        if options.len() >= 4096 {
+            return Err(Error::BadContent(format!(
+                "the overlay of {} layers needs {} bytes of mount options, over the kernel's 4095",
+                lower.len(),
+                options.len()
+            )));
+        }
+        let c = |s: &[u8]| {
+            CString::new(s).map_err(|_| Error::InvalidReference("a NUL byte in a path".into()))
+        };
+        let (source, fstype) = (c(b"overlay")?, c(b"overlay")?);
+        let target = c(self.target.as_os_str().as_bytes())?;
+        let data = c(options.as_bytes())?;
+        // SAFETY: plain mount(2) with NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(Error::io(
+                format!("mounting the overlay on {}", self.target.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Unmounts the overlay if mounted (lazily: a process still inside
+    /// keeps it until it leaves).
+    pub fn unmount(&self) -> Result<()> {
+        unmount(&self.target)
+    }
+}
+
+/// Unmounts whatever is mounted on `target`, if anything.
+pub fn unmount(target: &Path) -> Result<()> {
+    if !is_mount_point(target)? {
+        return Ok(());
+    }
+    let c = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidReference("a NUL byte in a path".into()))?;
+    // SAFETY: umount2 with a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(Error::io(format!("unmounting {}", target.display()), e));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is a mount point: on another device than its parent.
+fn is_mount_point(path: &Path) -> Result<bool> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(format!("stat {}", path.display()), e)),
+    };
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let parent_meta = std::fs::metadata(parent)
+        .map_err(|e| Error::io(format!("stat {}", parent.display()), e))?;
+    Ok(meta.dev() != parent_meta.dev())
+}
