@@ -28,6 +28,8 @@ APT_PACKAGES=(
   libyajl-dev libseccomp-dev libcap-dev libgcrypt20-dev dpkg-dev
   # tests: a real rootfs, real peers, other languages' clients
   busybox-static iproute2 util-linux procps python3-venv
+  # tests of images: a real registry (with htpasswd auth)
+  docker-registry apache2-utils
 )
 
 need_install=()

@@ -49,6 +49,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The image store failed (pull, unpack, image not found...).
+    #[error(transparent)]
+    Image(#[from] crun_shim_images::Error),
     /// A bug or an inconsistency in the agent's own state.
     #[error("{0}")]
     Internal(String),

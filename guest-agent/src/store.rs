@@ -50,6 +50,9 @@ pub struct Record {
     pub restart_count: u32,
     /// Its root filesystem path.
     pub rootfs_path: PathBuf,
+    /// For a container of an image: the image's manifest digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Its cgroup path, relative to the cgroup mounts.
     pub cgroup_path: String,
     /// Its last run ended unobserved: the monitor vanished without

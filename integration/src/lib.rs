@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod host;
+pub mod registry;
 pub mod served;
 
 use std::fs;

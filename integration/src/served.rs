@@ -17,13 +17,21 @@ pub struct Served {
 
 impl Served {
     /// Spawns `command` (stdin and stdout null, stderr appended to `log`,
-    /// `RUST_LOG=info` unless the command sets it: tests read the log) and waits until `socket` accepts. `what`
-    /// names the server in errors, which carry its log.
-    pub fn start(
+    /// `RUST_LOG=info` unless the command sets it: tests read the log) and
+    /// waits until `socket` accepts. `what` names the server in errors,
+    /// which carry its log.
+    pub fn start(command: Command, socket: &Path, log: &Path, what: &str) -> io::Result<Served> {
+        Served::start_until(command, log, what, || {
+            std::os::unix::net::UnixStream::connect(socket).is_ok()
+        })
+    }
+
+    /// [`Served::start`], waiting until `ready` holds.
+    pub fn start_until(
         mut command: Command,
-        socket: &Path,
         log: &Path,
         what: &str,
+        ready: impl Fn() -> bool,
     ) -> io::Result<Served> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
@@ -41,7 +49,7 @@ impl Served {
         let log = || std::fs::read_to_string(log).unwrap_or_default();
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            if ready() {
                 return Ok(served);
             }
             if let Some(status) = served.wait_exit(Duration::ZERO) {

@@ -38,6 +38,23 @@ struct Args {
     /// Bytes the event journal may take on disk.
     #[arg(long, env = "CRUN_SHIM_EVENTS_MAX_BYTES", default_value_t = JournalLimits::default().max_bytes)]
     events_max_bytes: u64,
+    /// A registry (HOST[:PORT]) to pull from over plain HTTP. Repeat for
+    /// several. Loopback registries (127.0.0.0/8, ::1, localhost) always
+    /// are, as Docker does.
+    #[arg(
+        long = "insecure-registry",
+        env = "CRUN_SHIM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+    /// Layers one pull downloads at once.
+    #[arg(long, env = "CRUN_SHIM_MAX_CONCURRENT_DOWNLOADS", default_value_t = 3)]
+    max_concurrent_downloads: usize,
+    /// The docker config.json registry credentials are read from when a
+    /// pull brings none [default: $DOCKER_CONFIG/config.json, else
+    /// ~/.docker/config.json].
+    #[arg(long, env = "CRUN_SHIM_DOCKER_CONFIG")]
+    docker_config: Option<PathBuf>,
 }
 
 fn main() {
@@ -84,6 +101,14 @@ fn main() {
                 journal: JournalLimits {
                     max_events: args.events_max,
                     max_bytes: args.events_max_bytes,
+                },
+                images: crun_shim_images::StoreOptions {
+                    insecure_registries: args.insecure_registries.clone(),
+                    docker_config: args
+                        .docker_config
+                        .clone()
+                        .or_else(crun_shim_images::auth::default_docker_config),
+                    max_concurrent_downloads: args.max_concurrent_downloads.max(1),
                 },
             };
             rt.block_on(run(args, options))

@@ -163,6 +163,7 @@ mod tests {
             last_exit: None,
             restart_count: 0,
             rootfs_path: Default::default(),
+            image_digest: None,
             cgroup_path: String::new(),
             exit_unknown: false,
             stopped_by_api: false,

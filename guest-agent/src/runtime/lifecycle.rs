@@ -48,7 +48,7 @@ impl Runtime {
             let libcrun = self.libcrun.clone();
             let cid = id.clone();
             let _ = blocking("cleanup".into(), move || libcrun.delete(&cid, true)).await;
-            let _ = self.store.remove_container(&id);
+            let _ = self.discard_container_files(&id);
         }
         self.reserved
             .lock()
@@ -57,14 +57,13 @@ impl Runtime {
         result
     }
 
-    async fn create_reserved(self: &Arc<Self>, config: ContainerConfig) -> Result<Record> {
+    async fn create_reserved(self: &Arc<Self>, mut config: ContainerConfig) -> Result<Record> {
         let id = config.id.clone();
-        let rootfs = match &config.root {
-            RootSource::Rootfs(path) => check_rootfs(path)?,
-            RootSource::Image(reference) => {
-                return Err(Error::NotFound(format!(
-                    "image {reference} is not in the agent's image store"
-                )));
+        let (rootfs, image_digest) = match &config.root {
+            RootSource::Rootfs(path) => (check_rootfs(path)?, None),
+            RootSource::Image(_) => {
+                let (image, rootfs) = self.prepare_image_rootfs(&mut config)?;
+                (rootfs, Some(image.digest))
             }
         };
         let cgroup_path = format!("{}/{id}", self.cgroup_parent);
@@ -97,6 +96,7 @@ impl Runtime {
             last_exit: None,
             restart_count: 0,
             rootfs_path: rootfs,
+            image_digest,
             cgroup_path,
             exit_unknown: false,
             stopped_by_api: false,
@@ -120,6 +120,7 @@ impl Runtime {
         run: u32,
     ) -> Result<(i32, ProcessRef)> {
         let id = &config.id;
+        self.remount_image_rootfs(id)?;
         let args = MonitorArgs {
             root: self.store.root().to_path_buf(),
             id: id.clone(),
@@ -417,7 +418,7 @@ impl Runtime {
                 return Err(e);
             }
         }
-        self.store.remove_container(id)?;
+        self.discard_container_files(id)?;
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -9,6 +9,7 @@
 mod entry;
 pub mod exec;
 mod health;
+mod images;
 mod launch;
 mod lifecycle;
 mod observe;
@@ -50,6 +51,8 @@ pub struct RuntimeOptions {
     pub cgroups: libcrun_sys::cgroup::Preparation,
     /// Bounds of the event journal.
     pub journal: JournalLimits,
+    /// The image store's options (it lives in `ROOT/images`).
+    pub images: crun_shim_images::StoreOptions,
 }
 
 /// Which containers `list` returns.
@@ -75,6 +78,7 @@ pub struct Runtime {
     reserved: std::sync::Mutex<HashSet<String>>,
     monitors: launch::Launcher,
     journal: Arc<Journal>,
+    images: crun_shim_images::Store,
     started_at: SystemTime,
 }
 
@@ -130,6 +134,13 @@ impl Runtime {
             &store.root().join("events"),
             options.journal,
         )?);
+        let images_root = store.root().join("images");
+        let images = tokio::task::spawn_blocking({
+            let options = options.images.clone();
+            move || crun_shim_images::Store::open(&images_root, options)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening the image store: {e}")))??;
         let runtime = Arc::new(Runtime {
             store,
             options: options.clone(),
@@ -140,6 +151,7 @@ impl Runtime {
             reserved: std::sync::Mutex::new(HashSet::new()),
             monitors: launch::Launcher::new(options.monitor_binary.clone()),
             journal,
+            images,
             started_at: SystemTime::now(),
         });
         let exec_dir = runtime.store.exec_dir();

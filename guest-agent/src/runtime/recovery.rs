@@ -276,7 +276,7 @@ impl Runtime {
         }
         let dir = self.store.container_dir(id);
         if dir.exists() {
-            self.store.remove_container(id)?;
+            self.discard_container_files(id)?;
             removed.push(Orphan {
                 kind: OrphanKind::StateDirectory,
                 container_id: id.to_string(),

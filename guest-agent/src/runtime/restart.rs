@@ -138,6 +138,7 @@ mod tests {
             }),
             restart_count: restarts,
             rootfs_path: Default::default(),
+            image_digest: None,
             cgroup_path: String::new(),
             exit_unknown: false,
             stopped_by_api: false,

@@ -359,7 +359,7 @@ pub fn container_to_proto(r: &Record, exec_ids: Vec<String>) -> pb::Container {
         health_status: health_status_to_proto(r.health.status) as i32,
         bundle: String::new(),
         rootfs_path: r.rootfs_path.display().to_string(),
-        image_digest: String::new(),
+        image_digest: r.image_digest.clone().unwrap_or_default(),
         exec_ids,
     }
 }
@@ -609,5 +609,91 @@ pub fn orphan_to_proto(o: &Orphan) -> pb::Orphan {
             .unwrap_or_default(),
         detail: o.detail.clone(),
         agent: String::new(),
+    }
+}
+
+/// A Pull request as the image store takes it.
+pub fn pull_request(r: pb::PullImageRequest) -> Result<crun_shim_images::PullRequest> {
+    use crun_shim_images::auth::Credentials;
+    let credentials = r.auth.and_then(|a| {
+        if !a.registry_token.is_empty() {
+            Some(Credentials::Bearer(a.registry_token))
+        } else if !a.username.is_empty() {
+            Some(Credentials::Basic {
+                username: a.username,
+                password: a.password,
+            })
+        } else {
+            None
+        }
+    });
+    let platform = match r.platform.as_str() {
+        "" => None,
+        p => Some(p.parse()?),
+    };
+    // A malformed reference fails the call itself, before any stream.
+    crun_shim_images::reference::parse(&r.reference)?;
+    Ok(crun_shim_images::PullRequest {
+        reference: r.reference,
+        credentials,
+        platform,
+    })
+}
+
+/// A pull's progress; `image` in the last message.
+pub fn pull_progress_to_proto(
+    p: &crun_shim_images::PullProgress,
+    image: Option<&crun_shim_images::Image>,
+) -> pb::PullImageProgress {
+    use crun_shim_images::LayerState as S;
+    pb::PullImageProgress {
+        reference: p.reference.clone(),
+        layers: p
+            .layers
+            .iter()
+            .map(|l| pb::LayerProgress {
+                digest: l.digest.clone(),
+                downloaded_bytes: l.downloaded_bytes,
+                total_bytes: l.total_bytes,
+                state: match l.state {
+                    S::Waiting => pb::LayerPullState::Waiting,
+                    S::Downloading => pb::LayerPullState::Downloading,
+                    S::Verified => pb::LayerPullState::Verified,
+                    S::Extracting => pb::LayerPullState::Extracting,
+                    S::Done => pb::LayerPullState::Done,
+                    S::AlreadyExists => pb::LayerPullState::AlreadyExists,
+                } as i32,
+            })
+            .collect(),
+        downloaded_bytes: p.downloaded_bytes(),
+        total_bytes: p.total_bytes(),
+        image: image.map(image_to_proto),
+    }
+}
+
+/// An image of the store.
+pub fn image_to_proto(i: &crun_shim_images::Image) -> pb::Image {
+    let c = &i.config;
+    pb::Image {
+        id: i.id.clone(),
+        references: i.references.clone(),
+        digest: i.digest.clone(),
+        size: i.size,
+        created: i.created.map(timestamp),
+        os: i.os.clone(),
+        architecture: i.architecture.clone(),
+        config: Some(pb::ImageConfig {
+            entrypoint: c.entrypoint.clone(),
+            cmd: c.cmd.clone(),
+            env: c.env.clone(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            exposed_ports: c.exposed_ports.clone(),
+            labels: c.labels.clone().into_iter().collect(),
+            stop_signal: c.stop_signal.clone(),
+        }),
+        layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
+        agent: String::new(),
+        used_by: i.used_by.clone(),
     }
 }

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod events;
 mod exec;
 mod health;
+mod images;
 mod logs;
 mod metrics;
 mod system;
@@ -18,6 +19,7 @@ use libcrun_shim_proto::v1::container_service_server::ContainerServiceServer;
 use libcrun_shim_proto::v1::event_service_server::EventServiceServer;
 use libcrun_shim_proto::v1::exec_service_server::ExecServiceServer;
 use libcrun_shim_proto::v1::health_check_service_server::HealthCheckServiceServer;
+use libcrun_shim_proto::v1::image_service_server::ImageServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
 use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
@@ -92,6 +94,21 @@ impl From<Error> for Status {
                 std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
                 _ => Code::Internal,
             },
+            Error::Image(image) => {
+                use crun_shim_images::Error as E;
+                match image {
+                    E::InvalidReference(_) => Code::InvalidArgument,
+                    E::NotFound(_) => Code::NotFound,
+                    E::Unauthenticated(_) => Code::Unauthenticated,
+                    E::InUse(_) => Code::FailedPrecondition,
+                    // Content that is not what its digest says.
+                    E::BadContent(_) => Code::DataLoss,
+                    // A layer that tries to write outside its directory.
+                    E::UnsafeEntry { .. } => Code::PermissionDenied,
+                    E::Registry(_) => Code::Unavailable,
+                    E::Io { .. } => Code::Internal,
+                }
+            }
             Error::Internal(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
@@ -122,6 +139,9 @@ pub async fn serve(
         runtime.clone(),
     )))
     .add_service(MetricsServiceServer::new(metrics::Metrics::new(
+        runtime.clone(),
+    )))
+    .add_service(ImageServiceServer::new(images::Images::new(
         runtime.clone(),
     )))
     .add_service(HealthCheckServiceServer::new(health::Health::new(

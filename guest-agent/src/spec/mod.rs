@@ -5,6 +5,7 @@
 //! read-only paths, default mounts and namespaces; the config only changes
 //! what it sets.
 
+pub mod image;
 pub mod signal;
 pub mod user;
 

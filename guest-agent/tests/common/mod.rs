@@ -12,6 +12,7 @@ use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
 use libcrun_shim_proto::v1::event_service_client::EventServiceClient;
 use libcrun_shim_proto::v1::exec_service_client::ExecServiceClient;
 use libcrun_shim_proto::v1::health_check_service_client::HealthCheckServiceClient;
+use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::log_service_client::LogServiceClient;
 use libcrun_shim_proto::v1::metrics_service_client::MetricsServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
@@ -28,6 +29,7 @@ pub struct Harness {
     pub events: EventServiceClient<Channel>,
     pub metrics: MetricsServiceClient<Channel>,
     pub health: HealthCheckServiceClient<Channel>,
+    pub images: ImageServiceClient<Channel>,
 }
 
 impl Harness {
@@ -52,7 +54,8 @@ impl Harness {
             system: SystemServiceClient::new(channel.clone()),
             events: EventServiceClient::new(channel.clone()),
             metrics: MetricsServiceClient::new(channel.clone()),
-            health: HealthCheckServiceClient::new(channel),
+            health: HealthCheckServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
             agent,
             rootfs,
         }
@@ -67,7 +70,8 @@ impl Harness {
         self.system = SystemServiceClient::new(channel.clone());
         self.events = EventServiceClient::new(channel.clone());
         self.metrics = MetricsServiceClient::new(channel.clone());
-        self.health = HealthCheckServiceClient::new(channel);
+        self.health = HealthCheckServiceClient::new(channel.clone());
+        self.images = ImageServiceClient::new(channel);
     }
 
     /// Subscribes to events after `since` (live only when `None`).
