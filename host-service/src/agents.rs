@@ -176,7 +176,8 @@ impl Agent {
             .map_or(u32::MAX, |i| i.containers_running)
     }
 
-    fn is_ready(&self) -> bool {
+    /// Whether the agent answers its health checks.
+    pub fn is_ready(&self) -> bool {
         self.health().state == pb::AgentState::Ready
     }
 }
@@ -246,13 +247,24 @@ impl AgentPool {
     /// The agent to place new work on: `name` if set, else the reachable
     /// agent with the fewest running containers.
     pub fn place(&self, name: &str) -> std::result::Result<Arc<Agent>, Status> {
+        self.place_among(name, |_| true)
+    }
+
+    /// [`AgentPool::place`] among the agents `eligible` accepts, when
+    /// any reachable one does; else among all.
+    pub fn place_among(
+        &self,
+        name: &str,
+        eligible: impl Fn(&Agent) -> bool,
+    ) -> std::result::Result<Arc<Agent>, Status> {
         if !name.is_empty() {
             return self.named(name);
         }
-        self.agents
-            .iter()
-            .filter(|a| a.is_ready())
+        let ready = || self.agents.iter().filter(|a| a.is_ready());
+        ready()
+            .filter(|a| eligible(a))
             .min_by_key(|a| a.load())
+            .or_else(|| ready().min_by_key(|a| a.load()))
             .or_else(|| self.agents.first())
             .cloned()
             .ok_or_else(|| Status::unavailable("no agent is configured"))

@@ -10,6 +10,7 @@ use integration::{BusyboxRootfs, binary};
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
 use libcrun_shim_proto::v1::event_service_client::EventServiceClient;
+use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -507,4 +508,108 @@ async fn one_trace_covers_the_daemon_and_its_agent() {
     let server_kind = opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server as i32;
     assert_eq!(daemon.span.kind, server_kind);
     assert_eq!(agent.span.kind, server_kind);
+}
+
+#[tokio::test]
+async fn images_through_the_host() {
+    let registry = integration::registry::Registry::start().unwrap();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let image = integration::registry::TestImage::new(
+        vec![(
+            integration::registry::tar_of_dir(&rootfs.path()).unwrap(),
+            integration::registry::Compression::Gzip,
+        )],
+        serde_json::json!({"Cmd": ["echo", "from the image"]}),
+        "amd64",
+    );
+    registry.push("test/app", "v1", &image).await.unwrap();
+    let reference = format!("{}/test/app:v1", registry.host());
+    let (a, b) = (agent(), agent());
+    let host = HostProcess::start(
+        &binary("crun-shimd"),
+        &[
+            "--agent".into(),
+            format!("a=unix://{}", a.socket().display()),
+            "--agent".into(),
+            format!("b=unix://{}", b.socket().display()),
+        ],
+    )
+    .expect("host");
+    let channel = host.channel().await;
+    let system = SystemServiceClient::new(channel.clone());
+    until("both agents ready", || {
+        let mut system = system.clone();
+        async move {
+            agent_state(&mut system, "a").await == pb::AgentState::Ready
+                && agent_state(&mut system, "b").await == pb::AgentState::Ready
+        }
+    })
+    .await;
+    let mut images = ImageServiceClient::new(channel.clone());
+    let mut progress = images
+        .pull(pb::PullImageRequest {
+            reference: reference.clone(),
+            agent: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("pull")
+        .into_inner();
+    let mut last = None;
+    while let Some(m) = progress.message().await.expect("progress") {
+        last = Some(m);
+    }
+    let pulled = last.and_then(|m| m.image).expect("the pulled image");
+    assert_eq!(pulled.agent, "b");
+    let listed = images
+        .list(pb::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(
+        listed.iter().map(|i| i.agent.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+
+    // Created with no agent named: it goes where the image is.
+    let mut containers = ContainerServiceClient::new(channel);
+    let c = containers
+        .create(pb::CreateContainerRequest {
+            config: Some(pb::ContainerConfig {
+                id: "of-image".into(),
+                root: Some(pb::container_config::Root::Image(reference.clone())),
+                ..Default::default()
+            }),
+            agent: String::new(),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .container
+        .unwrap();
+    assert_eq!(c.agent, "b");
+    containers
+        .start(pb::StartContainerRequest {
+            id: "of-image".into(),
+        })
+        .await
+        .unwrap();
+    let exit = containers
+        .wait(pb::WaitContainerRequest {
+            id: "of-image".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exit.exit.map(|e| e.exit_code), Some(0));
+    let rootfs = images
+        .get_rootfs(pb::GetRootfsRequest {
+            reference,
+            agent: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(std::path::Path::new(&rootfs.path).starts_with(b.root()));
 }

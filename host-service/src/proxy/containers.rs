@@ -3,7 +3,9 @@
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
 use tonic::{Request, Response, Status};
 
-use super::{RpcResult, Shared, answer, forward};
+use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
+
+use super::{RpcResult, Shared, answer, forward, forward_as};
 
 /// The container lifecycle, proxied.
 #[derive(Debug, Clone)]
@@ -46,7 +48,7 @@ impl ContainerService for Containers {
                 holder.name
             )));
         }
-        let agent = self.0.pool.place(&request.get_ref().agent)?;
+        let agent = self.place(&request).await?;
         let mut r = answer(&agent, agent.containers().create(forward(request)).await)?;
         self.0.pool.remember(&id, &agent.name);
         r.container = stamp(r.container, &agent.name);
@@ -173,5 +175,41 @@ impl ContainerService for Containers {
         request: Request<pb::UpdateContainerRequest>,
     ) -> RpcResult<pb::UpdateContainerResponse> {
         routed!(self, request, update)
+    }
+}
+
+impl Containers {
+    /// The agent a Create goes to: the one named, else the least loaded;
+    /// for a container of an image, the least loaded of the agents that
+    /// hold the image (images are pulled to one agent).
+    async fn place(
+        &self,
+        request: &Request<pb::CreateContainerRequest>,
+    ) -> Result<std::sync::Arc<crate::agents::Agent>, Status> {
+        let r = request.get_ref();
+        let image = match r.config.as_ref().and_then(|c| c.root.as_ref()) {
+            Some(pb::container_config::Root::Image(image)) if r.agent.is_empty() => image.clone(),
+            _ => return self.0.pool.place(&r.agent),
+        };
+        let holders =
+            futures::future::join_all(self.0.pool.all().iter().filter(|a| a.is_ready()).map(
+                |agent| {
+                    let inspect = pb::InspectImageRequest {
+                        reference: image.clone(),
+                        agent: String::new(),
+                    };
+                    let request = forward_as(request, inspect);
+                    async move {
+                        let found = ImageServiceClient::new(agent.channel())
+                            .inspect(request)
+                            .await
+                            .is_ok();
+                        found.then(|| agent.name.clone())
+                    }
+                },
+            ))
+            .await;
+        let holders: Vec<String> = holders.into_iter().flatten().collect();
+        self.0.pool.place_among("", |a| holders.contains(&a.name))
     }
 }
