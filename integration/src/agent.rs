@@ -128,7 +128,7 @@ impl Drop for AgentProcess {
 
 /// Kills what a test left running under a libcrun state root and removes
 /// its cgroups, so that tests leave nothing on the host.
-fn remove_containers(libcrun_root: &Path) {
+pub(crate) fn remove_containers(libcrun_root: &Path) {
     let Ok(entries) = std::fs::read_dir(libcrun_root) else {
         return;
     };

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
@@ -15,6 +15,8 @@ use crate::served::Served;
 pub struct HostProcess {
     process: Served,
     dir: tempfile::TempDir,
+    /// The state root of the local agent [`HostProcess::start_local`] started.
+    agent_root: Option<tempfile::TempDir>,
 }
 
 impl HostProcess {
@@ -45,7 +47,44 @@ impl HostProcess {
             &dir.path().join("crun-shimd.log"),
             "crun-shimd",
         )?;
-        Ok(HostProcess { process, dir })
+        Ok(HostProcess {
+            process,
+            dir,
+            agent_root: None,
+        })
+    }
+
+    /// Starts the workspace's `crun-shimd` with no agent configured, so that
+    /// it starts its own local `crun-shim-agent` on a private state root,
+    /// and waits until that agent serves too. On drop, whatever containers
+    /// the test left running are killed.
+    pub fn start_local() -> io::Result<HostProcess> {
+        let agent_root = tempfile::Builder::new()
+            .prefix("host-agent-root")
+            .tempdir()?;
+        let mut host = HostProcess::start(
+            &crate::binary("crun-shimd"),
+            &[
+                "--agent-binary".into(),
+                crate::binary("crun-shim-agent").display().to_string(),
+                "--agent-root".into(),
+                agent_root.path().display().to_string(),
+            ],
+        )?;
+        host.agent_root = Some(agent_root);
+        // The daemon's local agent listens beside the daemon's socket.
+        let agent_socket = host.socket().with_file_name("agent.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&agent_socket).is_err() {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the local agent did not serve: {}", host.log()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(host)
     }
 
     /// The daemon's private directory (its socket is `run/crun-shimd.sock`).
@@ -85,5 +124,8 @@ impl Drop for HostProcess {
     fn drop(&mut self) {
         // The daemon stops its local agent on SIGTERM.
         self.process.terminate(Duration::from_secs(10));
+        if let Some(root) = &self.agent_root {
+            crate::agent::remove_containers(&root.path().join("libcrun"));
+        }
     }
 }

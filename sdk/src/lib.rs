@@ -1,0 +1,88 @@
+//! The Rust SDK of libcrun-shim: run real OCI containers through
+//! `crun-shimd` (or one `crun-shim-agent`, which serves the same API) with
+//! plain Rust types.
+//!
+//! - [`ContainerRuntime`]: the container lifecycle (create, start, stop,
+//!   kill, pause, resume, delete, list, inspect, wait, update), exec (to
+//!   completion or interactive), logs, events, health, metrics, and the
+//!   runtime's own upkeep (cleanup, orphans, recovery, shutdown).
+//! - [`ImageStore`]: pull (with progress), list, inspect, remove, rootfs.
+//! - [`RuntimeConfig`]: where the daemon is, and the settings of the Linux
+//!   VM that runs the containers on macOS.
+//! - [`Error`]: one error type whose variants say what went wrong
+//!   ([`Error::NotFound`], [`Error::AlreadyExists`], [`Error::Unavailable`] ...).
+//!
+//! ```no_run
+//! use libcrun_shim::*;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<()> {
+//!     // The daemon at CRUN_SHIM_HOST, else at /run/libcrun-shim/crun-shimd.sock.
+//!     let runtime = ContainerRuntime::new().await?;
+//!
+//!     let id = runtime
+//!         .create(ContainerConfig {
+//!             id: "hello".into(),
+//!             rootfs: "/srv/busybox".into(),
+//!             command: vec!["sh".into(), "-c".into(), "echo hello; exit 3".into()],
+//!             ..Default::default()
+//!         })
+//!         .await?;
+//!     runtime.start(&id).await?;
+//!     let exit = runtime.wait(&id).await?;
+//!     let logs = runtime.logs(&id, LogOptions::default()).await?;
+//!     assert_eq!((exit.exit_code, logs.stdout.as_str()), (3, "hello\n"));
+//!     runtime.delete(&id).await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod client;
+mod config;
+mod container;
+mod convert;
+mod error;
+mod events;
+mod exec;
+mod health;
+mod images;
+mod logs;
+mod metrics;
+mod runtime;
+mod system;
+mod transport;
+
+pub use config::{
+    DEFAULT_SOCKET, DEFAULT_VSOCK_PORT, DiskFormat, HOST_ENV, MAX_VIRTIO_FS_TAG, PortForward,
+    Protocol, ROSETTA_TAG, RosettaConfig, RuntimeConfig, VirtioFsShare, VmDiskConfig,
+    VmNetworkConfig, VmNetworkMode,
+};
+pub use container::{
+    ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
+    ResourceLimits, RestartPolicy, Rlimit,
+};
+pub use error::{Error, Result};
+pub use events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
+pub use exec::{ExecInput, ExecOptions, ExecOutput, ExecResult, ExecSession, TerminalSize};
+pub use health::{ContainerHealth, HealthCheck, HealthCheckResult, HealthStatus};
+pub use images::{
+    ImageConfig, ImageInfo, ImageStore, LayerProgress, LayerState, PullOptions, PullProgress,
+    RemovedImage,
+};
+pub use logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
+pub use metrics::{
+    BlkioMetrics, ContainerMetrics, CpuMetrics, InterfaceMetrics, MemoryMetrics, NetworkMetrics,
+    PidsMetrics,
+};
+pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
+pub use system::{
+    AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, RecoverReport, ShutdownOptions,
+    Version,
+};
+
+/// The version of this SDK.
+///
+/// ```
+/// assert!(!libcrun_shim::VERSION.is_empty());
+/// ```
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
