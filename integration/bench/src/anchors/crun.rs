@@ -1,0 +1,43 @@
+//! `crun run`: the CLI on a bundle of the rootfs, the floor of what any
+//! runtime built on crun can do.
+
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+use super::run;
+
+/// A bundle and a state root for the crun CLI.
+pub struct Crun {
+    bundle: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Crun {
+    /// A bundle running `args` on `rootfs` (crun's own default spec).
+    pub fn new(rootfs: &Path, args: &[&str]) -> io::Result<Crun> {
+        let bundle = tempfile::Builder::new().prefix("bench-crun").tempdir()?;
+        let state = tempfile::Builder::new()
+            .prefix("bench-crun-state")
+            .tempdir()?;
+        run(Command::new("crun").arg("spec").current_dir(bundle.path()))?;
+        let path = bundle.path().join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        config["process"]["args"] = serde_json::json!(args);
+        config["process"]["terminal"] = serde_json::json!(false);
+        config["root"] = serde_json::json!({"path": rootfs, "readonly": false});
+        std::fs::write(&path, serde_json::to_vec(&config)?)?;
+        Ok(Crun { bundle, state })
+    }
+
+    /// `crun run` to the end, as container `id`.
+    pub fn run(&self, id: &str) -> io::Result<()> {
+        run(Command::new("crun")
+            .arg("--root")
+            .arg(self.state.path())
+            .args(["run", "--bundle"])
+            .arg(self.bundle.path())
+            .arg(id))
+        .map(drop)
+    }
+}

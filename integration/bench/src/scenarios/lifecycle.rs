@@ -1,0 +1,74 @@
+//! 1. Lifecycle latency of `/bin/true` on one busybox rootfs, sequential:
+//!    `crun run` (the floor), the SDK through crun-shimd and its agent,
+//!    `crun-shim run --rm`, `podman run --rm --rootfs`, `ctr run --rm`.
+
+use std::time::Instant;
+
+use super::{Outcome, Setup, config, lifecycle, timed};
+use crate::anchors::{containerd::Containerd, crun::Crun, podman::Podman, run};
+use crate::ours::Ours;
+use crate::report::Scenario;
+use crate::stats::{Better, Figure, millis};
+
+/// Warm-up runs of each subject, not counted.
+const WARM_UP: usize = 3;
+
+/// Runs the scenario.
+pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
+    let rootfs = setup.rootfs;
+    let n = setup.runs;
+    let args = ["/bin/true"];
+    let mut scenario = Scenario::new(
+        "lifecycle",
+        "Lifecycle of /bin/true (sequential)",
+        "ms",
+        Better::Lower,
+        "crun run",
+    )
+    .goal("full path ≤ 1.3× crun run; ≥ 5× faster than podman and containerd");
+
+    let crun = Crun::new(rootfs, &args)?;
+    let times = (0..WARM_UP + n)
+        .map(|i| timed(|| crun.run(&format!("bench-{i}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    scenario.push(Figure::of("crun run", &millis(&times[WARM_UP..])));
+
+    let mut times = Vec::new();
+    for i in 0..WARM_UP + n {
+        let began = Instant::now();
+        let code = lifecycle(&ours.runtime, config(rootfs, &format!("sdk-{i}"), &args)).await?;
+        times.push(began.elapsed());
+        if code != 0 {
+            return Err(format!("/bin/true exited {code}").into());
+        }
+    }
+    scenario.push(Figure::of("libcrun-shim SDK", &millis(&times[WARM_UP..])));
+
+    let times = (0..WARM_UP + n)
+        .map(|_| {
+            timed(|| {
+                run(ours
+                    .cli()
+                    .args(["run", "--rm", "--rootfs"])
+                    .arg(rootfs)
+                    .arg("--")
+                    .args(args))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    scenario.push(Figure::of("crun-shim run --rm", &millis(&times[WARM_UP..])));
+
+    let podman = Podman::new()?;
+    let times = (0..WARM_UP + n)
+        .map(|i| timed(|| podman.run_rm(rootfs, &format!("bench-{i}"), &args)))
+        .collect::<Result<Vec<_>, _>>()?;
+    scenario.push(Figure::of("podman run --rm", &millis(&times[WARM_UP..])));
+    drop(podman);
+
+    let containerd = Containerd::start()?;
+    let times = (0..WARM_UP + n)
+        .map(|i| timed(|| containerd.run_rm(rootfs, &format!("bench-{i}"), &args)))
+        .collect::<Result<Vec<_>, _>>()?;
+    scenario.push(Figure::of("ctr run --rm", &millis(&times[WARM_UP..])));
+    Ok(scenario)
+}
