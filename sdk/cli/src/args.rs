@@ -1,0 +1,434 @@
+//! The command line: every command, its options and their help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// crun-shim: run and manage OCI containers through crun-shimd.
+///
+/// Every command talks to the daemon at --host (or CRUN_SHIM_HOST), by
+/// default its Unix socket /run/libcrun-shim/crun-shimd.sock. Errors are
+/// one line on stderr and exit status 125; `run`, `exec` and `wait` exit
+/// with the container's own exit code.
+#[derive(Debug, Parser)]
+#[command(name = "crun-shim", version, propagate_version = true)]
+pub struct Cli {
+    /// The daemon: unix:///PATH, a socket path, vsock://CID:PORT or http://HOST:PORT.
+    #[arg(
+        long,
+        short = 'H',
+        global = true,
+        env = "CRUN_SHIM_HOST",
+        default_value = "unix:///run/libcrun-shim/crun-shimd.sock"
+    )]
+    pub host: String,
+    /// On a daemon with several agents: the agent new containers and pulls go to
+    /// (and cleanup/recover act on).
+    #[arg(long, global = true, env = "CRUN_SHIM_AGENT")]
+    pub agent: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container (set up, not started).
+    Create(CreateArgs),
+    /// Start created containers.
+    Start(Ids),
+    /// Create and start a container, print its output and exit with its exit code.
+    Run(RunArgs),
+    /// Stop containers: their stop signal, then SIGKILL after the timeout.
+    Stop(StopArgs),
+    /// Send a signal to containers.
+    Kill(KillArgs),
+    /// Freeze the processes of containers.
+    Pause(Ids),
+    /// Thaw paused containers.
+    Resume(Ids),
+    /// Delete containers (and their logs).
+    #[command(visible_alias = "delete")]
+    Rm(RmArgs),
+    /// List containers.
+    #[command(visible_alias = "list")]
+    Ps(PsArgs),
+    /// Everything known about containers, as JSON.
+    Inspect(Ids),
+    /// Wait for containers to exit; print their exit codes and exit with the last.
+    Wait(Ids),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Print a container's output.
+    Logs(LogsArgs),
+    /// Live resource usage of running containers.
+    Stats(StatsArgs),
+    /// The health-check status of a container.
+    Health(HealthArgs),
+    /// Print container events as they happen.
+    Events(EventsArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi(RmiArgs),
+    /// Delete stopped containers; with --orphaned, list (and with --force remove) leftovers.
+    Cleanup(CleanupArgs),
+    /// Reconcile the runtime's records with what is running now.
+    Recover,
+    /// Shut the daemon (or one agent) down.
+    Shutdown(ShutdownArgs),
+    /// The versions of this client and of the daemon.
+    Version(FormatArg),
+    /// The state of the daemon and its agents.
+    Info(FormatArg),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// One or more container ids.
+#[derive(Debug, Args)]
+pub struct Ids {
+    /// Container ids.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+/// Output formats of listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+/// `--format`.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// How a container is set up, for `create` and `run`.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// Set an environment variable (KEY=VALUE).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as: uid, uid:gid, name or name:group.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The container's hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// A label (KEY=VALUE).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Network: none (loopback only) or host.
+    #[arg(long, value_parser = ["none", "host"], default_value = "none")]
+    pub network: String,
+    /// Memory limit (512m, 1g, 1048576).
+    #[arg(short, long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPUs' worth of time (1.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most processes (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy: no, on-failure[:MAX] or always.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Run the command on a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// The signal `stop` sends first.
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL.
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u64>,
+    /// Health check command, run with `sh -c`.
+    #[arg(long, value_name = "CMD")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (30s, 500ms).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Time one health check may take.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures that make the container unhealthy.
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Grace period after start during which failures do not count.
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+}
+
+/// `create`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("root").required(true).args(["rootfs", "image"]))]
+pub struct CreateArgs {
+    /// The container's id.
+    pub id: String,
+    /// Root filesystem directory (used in place).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Image reference (already pulled).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Container settings.
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// The command and its arguments (default: the image's).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Delete the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Print the container's id and return at once.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The container's id [default: generated].
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+    /// Root filesystem directory (instead of an image).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Container settings.
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// IMAGE (unless --rootfs is given), then the command and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE|CMD"
+    )]
+    pub args: Vec<String>,
+}
+
+/// `stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL [default: the container's stop timeout].
+    #[arg(short = 't', long = "time", value_name = "SECS")]
+    pub time: Option<u64>,
+    /// Container ids.
+    #[command(flatten)]
+    pub ids: Ids,
+}
+
+/// `kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal: name (TERM, SIGTERM) or number.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Container ids.
+    #[command(flatten)]
+    pub ids: Ids,
+}
+
+/// `rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running containers first.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Container ids.
+    #[command(flatten)]
+    pub ids: Ids,
+}
+
+/// `ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running and paused ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Filter: status=STATUS, label=KEY[=VALUE], agent=NAME, id=ID.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Print ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Connect stdin.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run on a pseudo-terminal (raw mode here, resized with this terminal).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// The container's id.
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+}
+
+/// `logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container exits.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Only output since TIME (RFC 3339) or for the last DURATION (10m).
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub since: Option<String>,
+    /// Only output before TIME (RFC 3339) or DURATION ago.
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub until: Option<String>,
+    /// Prefix each line with the time it was written.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// The container's id.
+    pub id: String,
+}
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print one snapshot and exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Containers [default: all running].
+    pub ids: Vec<String>,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The container's id.
+    pub id: String,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Replay journalled events after this sequence number first (0: all kept).
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+    /// Filter: container=ID, type=TYPE, label=KEY[=VALUE].
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Output format (json: one object per line).
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image reference (alpine, alpine:3.20, registry:5000/app:v1).
+    pub reference: String,
+    /// The platform to pick (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// No progress bars.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print image ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove even if containers use it.
+    #[arg(short, long)]
+    pub force: bool,
+    /// References, ids or digests.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+}
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// List leftovers that no container owns (instead of deleting stopped containers).
+    #[arg(long)]
+    pub orphaned: bool,
+    /// With --orphaned: remove the leftovers of each container found.
+    #[arg(long, requires = "orphaned")]
+    pub force: bool,
+}
+
+/// `shutdown`.
+#[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    /// Stop every running container first.
+    #[arg(long)]
+    pub stop_containers: bool,
+    /// Seconds to wait for containers to stop.
+    #[arg(short = 't', long = "time", value_name = "SECS")]
+    pub time: Option<u64>,
+    /// Shut down this agent instead of the daemon.
+    #[arg(long = "only-agent", value_name = "NAME")]
+    pub only_agent: Option<String>,
+}

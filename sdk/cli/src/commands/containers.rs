@@ -1,0 +1,347 @@
+//! The container lifecycle: create, start, run, stop, kill, pause, resume,
+//! rm, ps, inspect, wait.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use libcrun_shim::{
+    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus, HealthCheck, HealthStatus,
+    ListFilter, LogOptions, Mount, NetworkMode, OutputStream, ResourceLimits, RestartPolicy,
+};
+
+use super::{CliError, Result, key_value, key_values, parse_duration, parse_size};
+use crate::args::{ContainerArgs, CreateArgs, Format, PsArgs, RunArgs, StopArgs};
+use crate::output::{Table, ago, duration, print_json, truncate};
+
+/// Runs `action` on each id, printing the id when it succeeds and one
+/// line per failure; fails when any did.
+pub async fn each<F, Fut>(ids: Vec<String>, action: F) -> Result
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = libcrun_shim::Result<()>>,
+{
+    let mut code = 0;
+    for id in ids {
+        match action(id.clone()).await {
+            Ok(()) => println!("{id}"),
+            Err(e) => code = super::report(&CliError::from(e)),
+        }
+    }
+    Ok(code)
+}
+
+/// The configuration of a container from the command line.
+fn config(
+    id: String,
+    root: (Option<std::path::PathBuf>, Option<String>),
+    args: ContainerArgs,
+    command: Vec<String>,
+) -> Result<ContainerConfig> {
+    let restart_policy = match args.restart.split_once(':') {
+        _ if args.restart == "no" => RestartPolicy::No,
+        _ if args.restart == "always" => RestartPolicy::Always,
+        None if args.restart == "on-failure" => RestartPolicy::OnFailure { max_retries: 0 },
+        Some(("on-failure", n)) => RestartPolicy::OnFailure {
+            max_retries: n
+                .parse()
+                .map_err(|_| CliError::Usage(format!("--restart {}: bad count", args.restart)))?,
+        },
+        _ => {
+            return Err(CliError::Usage(format!(
+                "--restart {}: expected no, on-failure[:MAX] or always",
+                args.restart
+            )));
+        }
+    };
+    let mut resources = ResourceLimits {
+        memory: args.memory.as_deref().map(parse_size).transpose()?,
+        pids: args.pids_limit,
+        ..Default::default()
+    };
+    if let Some(cpus) = args.cpus {
+        resources = resources.with_cpus(cpus);
+    }
+    let health_check = match args.health_cmd {
+        Some(cmd) => {
+            let default = HealthCheck::default();
+            let duration_or = |text: &Option<String>, default| {
+                text.as_deref().map_or(Ok(default), parse_duration)
+            };
+            Some(HealthCheck {
+                command: vec!["sh".into(), "-c".into(), cmd],
+                interval: duration_or(&args.health_interval, default.interval)?,
+                timeout: duration_or(&args.health_timeout, default.timeout)?,
+                retries: args.health_retries.unwrap_or(default.retries),
+                start_period: duration_or(&args.health_start_period, default.start_period)?,
+            })
+        }
+        None => None,
+    };
+    let mounts = args
+        .volumes
+        .iter()
+        .map(|v| match v.split(':').collect::<Vec<_>>()[..] {
+            [src, dst] => Ok(Mount::bind(src, dst, false)),
+            [src, dst, "ro"] => Ok(Mount::bind(src, dst, true)),
+            [src, dst, "rw"] => Ok(Mount::bind(src, dst, false)),
+            _ => Err(CliError::Usage(format!("-v {v}: expected SRC:DST[:ro]"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ContainerConfig {
+        id,
+        rootfs: root.0.unwrap_or_default(),
+        image: root.1,
+        command,
+        env: args.env,
+        working_dir: args.workdir.unwrap_or_default(),
+        user: args.user,
+        hostname: args.hostname,
+        mounts,
+        network: if args.network == "host" {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        },
+        resources,
+        labels: key_values(&args.labels),
+        restart_policy,
+        health_check,
+        terminal: args.tty,
+        read_only_rootfs: args.read_only,
+        stop_signal: args.stop_signal,
+        stop_timeout: args.stop_timeout.map(Duration::from_secs),
+        ..Default::default()
+    })
+}
+
+/// `create`: prints the new container's id.
+pub async fn create(rt: &ContainerRuntime, a: CreateArgs) -> Result {
+    let config = config(a.id, (a.rootfs, a.image), a.container, a.command)?;
+    println!("{}", rt.create(config).await?);
+    Ok(0)
+}
+
+/// A fresh container id for `run` without `--name`.
+fn generated_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 40);
+    format!("{mixed:016x}")[..12].to_string()
+}
+
+/// `run`: create, start, then print the output until the container exits
+/// and exit with its exit code (or print its id with `-d`).
+pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
+    let (root, command) = match a.rootfs {
+        Some(rootfs) => ((Some(rootfs), None), a.args),
+        None => {
+            let mut args = a.args.into_iter();
+            let image = args
+                .next()
+                .ok_or_else(|| CliError::Usage("run needs an IMAGE or --rootfs DIR".into()))?;
+            ((None, Some(image)), args.collect())
+        }
+    };
+    let id = a.name.unwrap_or_else(generated_id);
+    let config = config(id, root, a.container, command)?;
+    let id = rt.create(config).await?;
+    if let Err(e) = rt.start(&id).await {
+        if a.rm {
+            let _ = rt.delete_with(&id, true).await;
+        }
+        return Err(e.into());
+    }
+    if a.detach {
+        println!("{id}");
+        return Ok(0);
+    }
+    let follow = LogOptions {
+        follow: true,
+        ..Default::default()
+    };
+    let mut logs = rt.logs_stream(&id, follow).await?;
+    loop {
+        tokio::select! {
+            chunk = logs.next() => match chunk {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    match chunk.stream {
+                        OutputStream::Stdout => write_all(&mut std::io::stdout(), &chunk.data)?,
+                        OutputStream::Stderr => write_all(&mut std::io::stderr(), &chunk.data)?,
+                    }
+                }
+                None => break,
+            },
+            // Ctrl-C goes to the container, as if it ran here.
+            _ = tokio::signal::ctrl_c() => {
+                let _ = rt.kill(&id, "SIGINT").await;
+            }
+        }
+    }
+    let exit = rt.wait(&id).await?;
+    if a.rm {
+        rt.delete(&id).await?;
+    }
+    Ok(exit.exit_code)
+}
+
+/// Writes and flushes.
+pub fn write_all(out: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
+    out.write_all(data)?;
+    out.flush()
+}
+
+/// `stop`.
+pub async fn stop(rt: &ContainerRuntime, a: StopArgs) -> Result {
+    let timeout = a.time.map(Duration::from_secs);
+    each(a.ids.ids, |id| async move {
+        match timeout {
+            Some(t) => rt.stop_with_timeout(&id, t).await,
+            None => rt.stop(&id).await,
+        }
+    })
+    .await
+}
+
+/// The STATUS column: `Up 3 minutes (healthy)`, `Exited (0) 2 seconds ago`.
+fn status_text(c: &ContainerInfo) -> String {
+    let up = || {
+        let since = c
+            .started_at
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        format!("Up {}", duration(since))
+    };
+    let health = match c.health_status {
+        HealthStatus::None => String::new(),
+        h => format!(" ({h})"),
+    };
+    match c.status {
+        ContainerStatus::Created => "Created".into(),
+        ContainerStatus::Running => format!("{}{health}", up()),
+        ContainerStatus::Paused => format!("{} (Paused)", up()),
+        ContainerStatus::Stopped => {
+            let exit = c.last_exit.clone().unwrap_or_default();
+            format!("Exited ({}) {}", exit.exit_code, ago(exit.finished_at))
+        }
+        ContainerStatus::Unknown => "Unknown".into(),
+    }
+}
+
+/// `ps`.
+pub async fn ps(rt: &ContainerRuntime, a: PsArgs) -> Result {
+    let mut filter = ListFilter::default();
+    let mut ids = Vec::new();
+    for f in &a.filters {
+        let (key, value) = key_value(f);
+        match key.as_str() {
+            "status" => filter.statuses.push(match value.as_str() {
+                "created" => ContainerStatus::Created,
+                "running" => ContainerStatus::Running,
+                "paused" => ContainerStatus::Paused,
+                "stopped" | "exited" => ContainerStatus::Stopped,
+                _ => return Err(CliError::Usage(format!("--filter {f}: unknown status"))),
+            }),
+            "label" => {
+                let (k, v) = key_value(&value);
+                filter.labels.insert(k, v);
+            }
+            "agent" => filter.agent = Some(value),
+            "id" | "name" => ids.push(value),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--filter {f}: expected status=, label=, agent= or id="
+                )));
+            }
+        }
+    }
+    if !a.all && filter.statuses.is_empty() {
+        filter.statuses = vec![ContainerStatus::Running, ContainerStatus::Paused];
+    }
+    let mut containers = rt.list_with(filter).await?;
+    if !ids.is_empty() {
+        containers.retain(|c| ids.iter().any(|id| c.id.starts_with(id.as_str())));
+    }
+    if a.quiet {
+        for c in &containers {
+            println!("{}", c.id);
+        }
+        return Ok(0);
+    }
+    if a.format.format == Format::Json {
+        print_json(&containers)?;
+        return Ok(0);
+    }
+    let with_agent = containers.iter().any(|c| !c.agent.is_empty());
+    let mut headers = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"];
+    if with_agent {
+        headers.push("AGENT");
+    }
+    let mut table = Table::new(&headers);
+    for c in &containers {
+        let image = c
+            .config
+            .image
+            .clone()
+            .unwrap_or_else(|| c.config.rootfs.display().to_string());
+        let command: Vec<String> = c
+            .config
+            .command
+            .iter()
+            .chain(&c.config.args)
+            .cloned()
+            .collect();
+        let mut row = vec![
+            c.id.clone(),
+            truncate(&image, 30),
+            format!("\"{}\"", truncate(&command.join(" "), 30)),
+            ago(c.created_at),
+            status_text(c),
+        ];
+        if with_agent {
+            row.push(c.agent.clone());
+        }
+        table.row(row);
+    }
+    table.print()?;
+    Ok(0)
+}
+
+/// `inspect`: a JSON array, the OCI spec embedded as JSON.
+pub async fn inspect(rt: &ContainerRuntime, ids: Vec<String>) -> Result {
+    let mut all = Vec::new();
+    let mut code = 0;
+    for id in ids {
+        match rt.inspect(&id).await {
+            Ok(mut info) => {
+                let spec = info.oci_spec_json.take();
+                let mut value = serde_json::to_value(&info)?;
+                if let Some(spec) = spec {
+                    value["oci_spec"] = serde_json::from_str(&spec)?;
+                }
+                all.push(value);
+            }
+            Err(e) => code = super::report(&e.into()),
+        }
+    }
+    print_json(&all)?;
+    Ok(code)
+}
+
+/// `wait`: prints each exit code; exits with the last.
+pub async fn wait(rt: &ContainerRuntime, ids: Vec<String>) -> Result {
+    let mut code = 0;
+    for id in ids {
+        match rt.wait(&id).await {
+            Ok(exit) => {
+                println!("{}", exit.exit_code);
+                code = exit.exit_code;
+            }
+            Err(e) => code = super::report(&e.into()),
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,79 @@
+//! `exec`: a process in a running container, its output as it comes, and
+//! with `-it` this terminal attached to its pseudo-terminal.
+
+use libcrun_shim::{ContainerRuntime, ExecInput, ExecOptions, ExecOutput};
+use tokio::io::AsyncReadExt;
+
+use super::containers::write_all;
+use super::{CliError, ERROR_EXIT, Result};
+use crate::args::ExecArgs;
+use crate::tty;
+
+/// Runs the process; returns its exit code.
+pub async fn exec(rt: &ContainerRuntime, a: ExecArgs) -> Result {
+    // Raw mode only when keystrokes go to the process: without -i, Ctrl-C
+    // stays here and ends the exec.
+    let raw = if a.tty && a.interactive {
+        tty::RawMode::enable().map_err(|e| CliError::Io(e.into()))?
+    } else {
+        None
+    };
+    let options = ExecOptions {
+        env: a.env,
+        working_dir: a.workdir.unwrap_or_default(),
+        user: a.user,
+        tty: a.tty,
+        stdin: a.interactive,
+        terminal_size: if a.tty { tty::size() } else { None },
+        ..ExecOptions::new(a.command)
+    };
+    let mut session = rt.exec_interactive(&a.id, options).await?;
+    if a.interactive {
+        tokio::spawn(pump_stdin(session.input()));
+    }
+    if a.tty {
+        tokio::spawn(follow_resizes(session.input()));
+    }
+    let mut code = ERROR_EXIT;
+    while let Some(output) = session.next().await {
+        match output? {
+            ExecOutput::Stdout(bytes) => write_all(&mut std::io::stdout(), &bytes)?,
+            ExecOutput::Stderr(bytes) => write_all(&mut std::io::stderr(), &bytes)?,
+            ExecOutput::Exit(exit) => code = exit.exit_code,
+        }
+    }
+    drop(raw);
+    Ok(code)
+}
+
+/// Copies this process's stdin to the exec's, then closes it.
+async fn pump_stdin(input: ExecInput) {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        match stdin.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if input.write(buffer[..n].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = input.close_stdin().await;
+}
+
+/// Passes this terminal's size on at each SIGWINCH.
+async fn follow_resizes(input: ExecInput) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut resized) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    while resized.recv().await.is_some() {
+        if let Some(size) = tty::size()
+            && input.resize(size).await.is_err()
+        {
+            return;
+        }
+    }
+}

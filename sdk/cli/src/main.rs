@@ -1,0 +1,44 @@
+//! `crun-shim`: the command line of libcrun-shim, on its Rust SDK.
+
+mod args;
+mod commands;
+mod output;
+mod tty;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "crun-shim",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => commands::report(&commands::CliError::from(e)),
+            }
+        }
+        _ => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => {
+                let code = runtime
+                    .block_on(commands::run(cli))
+                    .unwrap_or_else(|e| commands::report(&e));
+                // A blocking read of stdin (exec -i) would hold a plain
+                // drop of the runtime until the next keystroke.
+                runtime.shutdown_background();
+                code
+            }
+            Err(e) => commands::report(&commands::CliError::from(e)),
+        },
+    };
+    std::process::exit(code)
+}

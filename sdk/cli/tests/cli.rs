@@ -1,0 +1,397 @@
+//! The `crun-shim` binary against a real daemon: exit codes passed
+//! through, JSON parsed back, logs followed to the end, a tty exec under a
+//! pseudo-terminal, and errors as one line.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::BusyboxRootfs;
+use integration::host::HostProcess;
+use serde_json::Value;
+
+/// A daemon and a busybox root filesystem.
+struct Env {
+    host: HostProcess,
+    rootfs: BusyboxRootfs,
+}
+
+fn env() -> Env {
+    Env {
+        host: HostProcess::start_local().expect("crun-shimd"),
+        rootfs: BusyboxRootfs::new().expect("rootfs"),
+    }
+}
+
+impl Env {
+    /// `crun-shim ARGS` pointed at this daemon.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crun-shim"));
+        command
+            .args(args)
+            .env(
+                "CRUN_SHIM_HOST",
+                format!("unix://{}", self.host.socket().display()),
+            )
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `crun-shim ARGS` to completion.
+    fn run(&self, args: &[&str]) -> Output {
+        self.cli(args).output().expect("running crun-shim")
+    }
+
+    /// Runs `crun-shim ARGS`, which must succeed; returns its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "crun-shim {args:?}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("UTF-8")
+    }
+
+    /// `crun-shim run -d --name NAME --rootfs ROOTFS ARGS`; returns its output.
+    fn detached(&self, name: &str, args: &[&str]) -> String {
+        let rootfs = self.rootfs();
+        let mut all = vec!["run", "-d", "--name", name, "--rootfs", &rootfs];
+        all.extend_from_slice(args);
+        self.ok(&all)
+    }
+
+    fn rootfs(&self) -> String {
+        self.rootfs.path().display().to_string()
+    }
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("UTF-8")
+}
+
+#[test]
+fn run_passes_the_exit_code_through() {
+    let e = env();
+    let rootfs = e.rootfs();
+    let output = e.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "once",
+        "--rootfs",
+        &rootfs,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(text(&output.stdout), "out\n");
+    assert_eq!(text(&output.stderr), "err\n");
+    // --rm deleted it.
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+
+    // Without --rm it stays, stopped, for `wait` and `rm`.
+    let output = e.run(&[
+        "run", "--name", "kept", "--rootfs", &rootfs, "sh", "-c", "exit 5",
+    ]);
+    assert_eq!(output.status.code(), Some(5));
+    let waited = e.run(&["wait", "kept"]);
+    assert_eq!(
+        (waited.status.code(), text(&waited.stdout)),
+        (Some(5), "5\n")
+    );
+    assert_eq!(e.ok(&["rm", "kept"]), "kept\n");
+}
+
+#[test]
+fn a_detached_container_through_its_lifecycle() {
+    let e = env();
+    let id = e.detached("web", &["-l", "app=web", "--memory", "64m", "sleep", "600"]);
+    assert_eq!(id, "web\n");
+
+    let status = |e: &Env| -> Value {
+        let ps: Value = serde_json::from_str(&e.ok(&["ps", "-a", "--format", "json"])).unwrap();
+        assert_eq!(ps.as_array().unwrap().len(), 1, "{ps}");
+        assert_eq!(ps[0]["id"], "web");
+        ps[0]["status"].clone()
+    };
+    assert_eq!(status(&e), "running");
+    let ps: Value =
+        serde_json::from_str(&e.ok(&["ps", "--filter", "label=app=web", "--format", "json"]))
+            .unwrap();
+    assert_eq!(ps[0]["config"]["resources"]["memory"], 64 << 20);
+    let table = e.ok(&["ps"]);
+    assert!(table.starts_with("CONTAINER ID"), "{table}");
+    assert!(table.contains("web") && table.contains("Up "), "{table}");
+
+    assert_eq!(e.ok(&["pause", "web"]), "web\n");
+    assert_eq!(status(&e), "paused");
+    e.ok(&["resume", "web"]);
+    assert_eq!(status(&e), "running");
+
+    let exec = e.run(&["exec", "web", "sh", "-c", "echo in there; exit 4"]);
+    assert_eq!(
+        (exec.status.code(), text(&exec.stdout)),
+        (Some(4), "in there\n")
+    );
+    let exec = e
+        .cli(&["exec", "-i", "web", "wc", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut exec = exec.unwrap();
+    exec.stdin.take().unwrap().write_all(b"12345").unwrap();
+    let exec = exec.wait_with_output().unwrap();
+    assert_eq!(text(&exec.stdout).trim(), "5");
+
+    let inspect: Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
+    assert_eq!(inspect[0]["id"], "web");
+    assert!(
+        inspect[0]["oci_spec"]["ociVersion"].is_string(),
+        "{inspect}"
+    );
+
+    e.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(status(&e), "stopped");
+    let waited = e.run(&["wait", "web"]);
+    assert_eq!(waited.status.code(), Some(137));
+    e.ok(&["rm", "web"]);
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn logs_follow_ends_when_the_container_exits() {
+    let e = env();
+    e.detached(
+        "talker",
+        &[
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo bye >&2",
+        ],
+    );
+    let started = Instant::now();
+    let output = e.run(&["logs", "-f", "talker"]);
+    assert!(output.status.success());
+    assert_eq!(text(&output.stdout), "line1\nline2\nline3\n");
+    assert_eq!(text(&output.stderr), "bye\n");
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // The tail counts the lines of both streams.
+    let tail = e.run(&["logs", "--tail", "2", "talker"]);
+    assert_eq!(
+        (text(&tail.stdout), text(&tail.stderr)),
+        ("line3\n", "bye\n")
+    );
+    let stamped = e.ok(&["logs", "-t", "talker"]);
+    for line in stamped.lines() {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert!(humantime_like(time), "{line}");
+        assert!(rest.starts_with("line"), "{line}");
+    }
+    assert_eq!(
+        e.ok(&["logs", "--since", "2999-01-01T00:00:00Z", "talker"]),
+        ""
+    );
+}
+
+/// An RFC 3339 UTC time as the CLI prints it.
+fn humantime_like(text: &str) -> bool {
+    text.len() > 20 && text.ends_with('Z') && text.as_bytes()[4] == b'-' && text.contains('T')
+}
+
+#[test]
+fn exec_with_a_tty_under_a_pseudo_terminal() {
+    let e = env();
+    e.detached("shell", &["--", "sleep", "600"]);
+
+    let size = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+    let slave = |pty: &nix::pty::OpenptyResult| -> Stdio { pty.slave.try_clone().unwrap().into() };
+    let mut child = e
+        .cli(&["exec", "-it", "shell", "sh"])
+        .stdin(slave(&pty))
+        .stdout(slave(&pty))
+        .stderr(slave(&pty))
+        .spawn()
+        .expect("crun-shim exec");
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let (chunks, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0; 4096];
+        // EIO once the last holder of the terminal's other side is gone.
+        while let Ok(n @ 1..) = reader.read(&mut buffer) {
+            if chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = String::new();
+    let read_until = |output: &mut String, wanted: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !output.contains(wanted) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(chunk) => output.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("{wanted:?} not in {output:?}"),
+            }
+        }
+    };
+    master.write_all(b"tty; stty size\n").unwrap();
+    read_until(&mut output, "33 101");
+    assert!(output.contains("/dev/pts/"), "{output}");
+
+    // This terminal is resized: the exec's follows on SIGWINCH.
+    let bigger = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ..size
+    };
+    nix::ioctl_write_ptr_bad!(set_winsize, nix::libc::TIOCSWINSZ, nix::pty::Winsize);
+    // SAFETY: TIOCSWINSZ reads one Winsize from the pointer given.
+    unsafe { set_winsize(std::os::fd::AsRawFd::as_raw_fd(&master), &bigger) }.unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    master
+        .write_all(b"stty size; echo done-$((6*7)); exit 7\n")
+        .unwrap();
+    read_until(&mut output, "done-42");
+    assert!(output.contains("40 120"), "{output}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "{output}");
+}
+
+#[test]
+fn errors_are_one_line_and_a_non_zero_exit() {
+    let e = env();
+    for (args, start) in [
+        (&["inspect", "ghost"][..], "crun-shim: not found: "),
+        (&["start", "ghost"][..], "crun-shim: not found: "),
+        (&["stop", "../etc"][..], "crun-shim: invalid argument: "),
+        (
+            &["create", "x", "--rootfs", "relative", "true"][..],
+            "crun-shim: invalid argument: ",
+        ),
+        (
+            &["run", "--memory", "lots", "--rootfs", "/", "true"][..],
+            "crun-shim: \"lots\"",
+        ),
+    ] {
+        let output = e.run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(start), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_crun-shim"))
+        .args(["--host", "/nowhere/crun-shimd.sock", "ps"])
+        .output()
+        .unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(125));
+    assert!(stderr.starts_with("crun-shim: unavailable: "), "{stderr}");
+    assert!(stderr.contains("/nowhere/crun-shimd.sock"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn stats_events_health_and_the_runtime() {
+    let e = env();
+    e.detached(
+        "watched",
+        &[
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "200ms",
+            "sleep",
+            "600",
+        ],
+    );
+    let stats = e.ok(&["stats", "--no-stream"]);
+    assert!(stats.starts_with("CONTAINER"), "{stats}");
+    assert!(stats.contains("watched") && stats.contains('%'), "{stats}");
+    let stats: Value =
+        serde_json::from_str(&e.ok(&["stats", "--no-stream", "--format", "json", "watched"]))
+            .unwrap();
+    assert_eq!(stats[0]["container_id"], "watched");
+    assert!(stats[0]["cpu_percent"].is_number(), "{stats}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !e.ok(&["health", "watched"]).starts_with("watched: healthy") {
+        assert!(Instant::now() < deadline, "never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Events, replayed from the journal, one JSON object a line.
+    let mut events = e
+        .cli(&[
+            "events",
+            "--since",
+            "0",
+            "--format",
+            "json",
+            "--filter",
+            "container=watched",
+            "--filter",
+            "type=create",
+            "--filter",
+            "type=start",
+            "--filter",
+            "type=health_status",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let mut types = Vec::new();
+    while types.len() < 3 {
+        let event: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(event["container_id"], "watched");
+        types.push(event["event_type"].as_str().unwrap().to_string());
+    }
+    events.kill().unwrap();
+    events.wait().unwrap();
+    assert_eq!(types, ["create", "start", "health_status"]);
+
+    let version = e.ok(&["version"]);
+    assert!(version.contains("Server: crun-shimd"), "{version}");
+    let info: Value = serde_json::from_str(&e.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["agents"][0]["name"], "local");
+    assert!(e.ok(&["recover"]).contains("orphans: none"));
+
+    e.ok(&["kill", "watched"]);
+    assert_eq!(e.run(&["wait", "watched"]).status.code(), Some(137));
+    assert_eq!(e.ok(&["cleanup"]), "watched\n");
+}
+
+#[test]
+fn completions_and_the_man_page() {
+    let bin = env!("CARGO_BIN_EXE_crun-shim");
+    let bash = Command::new(bin)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    assert!(text(&bash.stdout).contains("complete -F _crun__shim"));
+    let man = Command::new(bin).arg("man").output().unwrap();
+    assert!(man.status.success());
+    assert!(
+        text(&man.stdout).starts_with(".ie"),
+        "{}",
+        text(&man.stdout)
+    );
+    assert!(text(&man.stdout).contains(".TH crun-shim"));
+}
