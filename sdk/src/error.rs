@@ -86,7 +86,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<tonic::Status> for Error {
     fn from(status: tonic::Status) -> Error {
         use tonic::Code;
-        let message = status.message().to_string();
+        let message = match status.message() {
+            // Some servers (or proxies) send a bare code.
+            "" => status.code().description().to_string(),
+            message => message.to_string(),
+        };
         match status.code() {
             Code::NotFound => Error::NotFound(message),
             Code::AlreadyExists => Error::AlreadyExists(message),
@@ -157,5 +161,9 @@ mod tests {
         for (code, text) in cases {
             assert_eq!(Error::from(tonic::Status::new(code, "m")).to_string(), text);
         }
+        assert_eq!(
+            Error::from(tonic::Status::unimplemented("")).to_string(),
+            "unimplemented: Operation is not implemented or not supported"
+        );
     }
 }

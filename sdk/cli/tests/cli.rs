@@ -281,7 +281,7 @@ fn errors_are_one_line_and_a_non_zero_exit() {
         (&["start", "ghost"][..], "crun-shim: not found: "),
         (&["stop", "../etc"][..], "crun-shim: invalid argument: "),
         (
-            &["create", "x", "--rootfs", "relative", "true"][..],
+            &["create", "bad/id", "--rootfs", "/", "true"][..],
             "crun-shim: invalid argument: ",
         ),
         (

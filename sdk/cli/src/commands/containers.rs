@@ -88,9 +88,11 @@ fn config(
             _ => Err(CliError::Usage(format!("-v {v}: expected SRC:DST[:ro]"))),
         })
         .collect::<Result<Vec<_>>>()?;
+    // The daemon resolves no relative path: make it absolute here.
+    let rootfs = root.0.map(std::path::absolute).transpose()?;
     Ok(ContainerConfig {
         id,
-        rootfs: root.0.unwrap_or_default(),
+        rootfs: rootfs.unwrap_or_default(),
         image: root.1,
         command,
         env: args.env,
