@@ -498,3 +498,42 @@ async fn the_runtime_reports_on_itself() {
     rt.wait(&id).await.unwrap();
     assert_eq!(rt.cleanup_stopped().await.unwrap(), vec![id]);
 }
+
+#[tokio::test]
+async fn images_pulled_with_progress_and_a_prepared_rootfs() {
+    let f = fixture().await;
+    let registry = integration::registry::Registry::start().expect("docker-registry");
+    let layer = integration::registry::tar_of_dir(&f.rootfs.path()).expect("layer");
+    let image = integration::registry::TestImage::new(
+        vec![(layer, integration::registry::Compression::Zstd)],
+        serde_json::json!({"Env": ["GREETING=hi"], "Cmd": ["/bin/sh"]}),
+        "amd64",
+    );
+    registry
+        .push("sdk/busybox", "v1", &image)
+        .await
+        .expect("push");
+    let reference = format!("{}/sdk/busybox:v1", registry.host());
+
+    let store = f.runtime.images();
+    let mut reports = Vec::new();
+    let pulled = store
+        .pull(&reference, |p: &PullProgress| {
+            reports.push((p.downloaded_bytes, p.total_bytes))
+        })
+        .await
+        .expect("pull");
+    assert_eq!(pulled.id, image.id());
+    assert_eq!(pulled.config.env, vec!["GREETING=hi".to_string()]);
+    let (done, total) = *reports.last().expect("progress");
+    assert!(total > 0 && done == total, "{reports:?}");
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    let rootfs = store.get_rootfs(&reference).await.expect("rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+
+    let e = store.remove("not/pulled", false).await.unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    store.remove(&reference, false).await.expect("remove");
+    assert!(store.list().await.unwrap().is_empty());
+}

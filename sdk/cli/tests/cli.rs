@@ -395,3 +395,36 @@ fn completions_and_the_man_page() {
     );
     assert!(text(&man.stdout).contains(".TH crun-shim"));
 }
+
+#[test]
+fn pull_images_run_an_image_and_rmi() {
+    let e = env();
+    let registry = integration::registry::Registry::start().expect("docker-registry");
+    let layer = integration::registry::tar_of_dir(&e.rootfs.path()).expect("layer");
+    let image = integration::registry::TestImage::new(
+        vec![(layer, integration::registry::Compression::Gzip)],
+        serde_json::json!({"Cmd": ["/bin/sh", "-c", "echo from the image; exit 4"]}),
+        "amd64",
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(registry.push("cli/busybox", "v1", &image))
+        .expect("push");
+    let reference = format!("{}/cli/busybox:v1", registry.host());
+
+    e.ok(&["pull", "--quiet", &reference]);
+    let listed: Value = serde_json::from_str(&e.ok(&["images", "--format", "json"])).expect("JSON");
+    assert_eq!(listed[0]["id"], image.id(), "{listed}");
+    assert_eq!(listed[0]["references"][0], reference.as_str());
+
+    // The image's Cmd runs, and its exit code comes back.
+    let output = e.run(&["run", "--rm", &reference]);
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    assert_eq!(text(&output.stdout), "from the image\n");
+
+    e.ok(&["rmi", &reference]);
+    assert_eq!(e.ok(&["images", "--quiet"]).trim(), "");
+    let output = e.run(&["rmi", &reference]);
+    assert_ne!(output.status.code(), Some(0));
+    assert_eq!(text(&output.stderr).lines().count(), 1, "one line");
+}
