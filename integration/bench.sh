@@ -20,4 +20,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 cargo build --release --locked --workspace --bins
-exec "${CARGO_TARGET_DIR:-target}/release/crun-shim-bench" "$@"
+bin_dir="$(realpath "${CARGO_TARGET_DIR:-target}/release")"
+CRUN_SHIM_BIN_DIR="$bin_dir" exec "$bin_dir/crun-shim-bench" "$@"

@@ -13,6 +13,11 @@
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
 //! anchors, builds in release and runs it; see `integration/BENCHMARKS.md`.
 //! Needs root. Every anchor runs on private state that is removed after.
+//!
+//! It finds `crun-shimd`, `crun-shim-agent` and `crun-shim` in
+//! `CRUN_SHIM_BIN_DIR`: libcrun (linked for its cgroup set-up) re-executes
+//! every program linking it from an anonymous copy, which has no directory
+//! to find its siblings in.
 
 mod anchors;
 mod ours;
@@ -58,9 +63,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // libcrun (ours, and crun under every anchor) sees cgroup v1.
     let cgroups = libcrun_sys::cgroup::prepare_process()?;
     let rootfs = integration::BusyboxRootfs::new()?;
-    let machine = machine(format!("{:?}", cgroups.host_mode));
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(run_all(&options, &rootfs.path(), machine))?;
+    let report = runtime.block_on(run_all(
+        &options,
+        &rootfs.path(),
+        format!("{:?}", cgroups.host_mode),
+    ))?;
     print!("{}", report.markdown());
     report.write(&options.out)?;
     println!("\nwritten to {}", options.out.display());
@@ -70,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn run_all(
     options: &Options,
     rootfs: &std::path::Path,
-    machine: Machine,
+    cgroups: String,
 ) -> Result<Report, Box<dyn std::error::Error>> {
     let setup = Setup {
         rootfs,
@@ -78,6 +86,13 @@ async fn run_all(
         options,
     };
     let ours = ours::Ours::start().await?;
+    // The agent says which libcrun it runs.
+    let info = ours.runtime.info().await?;
+    let libcrun = info
+        .agents
+        .first()
+        .map_or_else(|| "unknown".to_string(), |a| a.libcrun_version.clone());
+    let machine = machine(cgroups, libcrun);
     let wanted = |id: &str| options.only.is_empty() || options.only.iter().any(|o| o == id);
     let mut report = Report {
         machine,
@@ -134,7 +149,7 @@ async fn run_all(
 }
 
 /// The machine, and the version of every runtime measured.
-fn machine(cgroups: String) -> Machine {
+fn machine(cgroups: String, libcrun: String) -> Machine {
     let first_line = |program: &str, args: &[&str]| {
         Command::new(program)
             .args(args)
@@ -153,10 +168,7 @@ fn machine(cgroups: String) -> Machine {
         cgroups,
         versions: vec![
             ("libcrun-shim".into(), env!("CARGO_PKG_VERSION").into()),
-            (
-                "libcrun (in-process)".into(),
-                libcrun_sys::libcrun_version().to_string(),
-            ),
+            ("libcrun (in-process)".into(), libcrun),
             ("crun".into(), anchors::version("crun")),
             ("podman".into(), anchors::version("podman")),
             ("containerd".into(), anchors::version("containerd")),

@@ -44,6 +44,13 @@ impl Ours {
         self.host.socket()
     }
 
+    /// An SDK client of the local agent itself, past the daemon (its
+    /// socket is beside the daemon's): what the host's hop costs.
+    pub async fn agent_runtime(&self) -> libcrun_shim::Result<ContainerRuntime> {
+        let socket = self.socket().with_file_name("agent.sock");
+        ContainerRuntime::connect(&format!("unix://{}", socket.display())).await
+    }
+
     /// `crun-shim --host SOCKET`.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(binary("crun-shim"));

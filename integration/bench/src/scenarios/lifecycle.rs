@@ -1,5 +1,6 @@
 //! 1. Lifecycle latency of `/bin/true` on one busybox rootfs, sequential:
-//!    `crun run` (the floor), the SDK through crun-shimd and its agent,
+//!    `crun run` (the floor), the SDK through crun-shimd and its agent (and
+//!    to the agent directly: the host's hop),
 //!    `crun-shim run --rm`, `podman run --rm --rootfs`, `ctr run --rm`.
 
 use std::time::Instant;
@@ -33,16 +34,22 @@ pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
         .collect::<Result<Vec<_>, _>>()?;
     scenario.push(Figure::of("crun run", &millis(&times[WARM_UP..])));
 
-    let mut times = Vec::new();
-    for i in 0..WARM_UP + n {
-        let began = Instant::now();
-        let code = lifecycle(&ours.runtime, config(rootfs, &format!("sdk-{i}"), &args)).await?;
-        times.push(began.elapsed());
-        if code != 0 {
-            return Err(format!("/bin/true exited {code}").into());
+    let direct = ours.agent_runtime().await?;
+    for (subject, runtime) in [
+        ("libcrun-shim SDK", &ours.runtime),
+        ("libcrun-shim SDK, agent direct", &direct),
+    ] {
+        let mut times = Vec::new();
+        for i in 0..WARM_UP + n {
+            let began = Instant::now();
+            let code = lifecycle(runtime, config(rootfs, &format!("sdk-{i}"), &args)).await?;
+            times.push(began.elapsed());
+            if code != 0 {
+                return Err(format!("/bin/true exited {code}").into());
+            }
         }
+        scenario.push(Figure::of(subject, &millis(&times[WARM_UP..])));
     }
-    scenario.push(Figure::of("libcrun-shim SDK", &millis(&times[WARM_UP..])));
 
     let times = (0..WARM_UP + n)
         .map(|_| {

@@ -14,7 +14,8 @@ use crate::stats::{Better, Figure, millis};
 /// The counts measured at.
 pub const COUNTS: [usize; 3] = [1, 10, 100];
 
-const IDLE: [&str; 2] = ["sleep", "3600"];
+/// By absolute path: `ctr run --rootfs` gives the process no PATH.
+const IDLE: [&str; 2] = ["/bin/sleep", "3600"];
 
 /// Runs the scenario: per-container PSS and RSS (KiB) at each count; and,
 /// with the 100 containers running, the all-containers metrics call.
