@@ -3,11 +3,12 @@
 # (integration/setup.sh): builds and runs the host daemon crun-shimd, which
 # serves the v1 gRPC API on /run/libcrun-shim/crun-shimd.sock and starts and
 # supervises its local agent (crun-shim-agent, state in
-# /var/lib/libcrun-shim/agent). Extra arguments go to crun-shimd
+# /var/lib/libcrun-shim/agent); target/release/crun-shim is the CLI.
+# Extra arguments go to crun-shimd
 # (see `crun-shimd --help`). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(integration/setup.sh)"
-cargo build --release --locked -q -p crun-shimd -p crun-shim-agent
+cargo build --release --locked -q -p crun-shimd -p crun-shim-agent -p crun-shim-cli
 exec target/release/crun-shimd "$@"
