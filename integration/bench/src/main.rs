@@ -87,11 +87,7 @@ async fn run_all(
     };
     let ours = ours::Ours::start().await?;
     // The agent says which libcrun it runs.
-    let info = ours.runtime.info().await?;
-    let libcrun = info
-        .agents
-        .first()
-        .map_or_else(|| "unknown".to_string(), |a| a.libcrun_version.clone());
+    let libcrun = ours.agent_runtime().await?.version().await?.libcrun_version;
     let machine = machine(cgroups, libcrun);
     let wanted = |id: &str| options.only.is_empty() || options.only.iter().any(|o| o == id);
     let mut report = Report {
@@ -126,8 +122,9 @@ async fn run_all(
     }
     if wanted("memory") {
         match scenarios::memory::measure(&setup, &ours).await {
-            Ok((memory, metrics)) => {
-                record("memory", Ok(memory));
+            Ok([pss, rss, metrics]) => {
+                record("memory-pss", Ok(pss));
+                record("memory-rss", Ok(rss));
                 record("metrics", Ok(metrics));
             }
             Err(e) => record("memory", Err(e)),

@@ -19,21 +19,10 @@ pub struct Ours {
 }
 
 impl Ours {
-    /// Starts the daemon with a private agent state root, and connects.
+    /// Starts the daemon with a private agent state root, waits for its
+    /// agent, and connects.
     pub async fn start() -> Result<Ours, Box<dyn std::error::Error>> {
-        let root = tempfile::Builder::new()
-            .prefix("bench-agent")
-            .tempdir()?
-            .keep();
-        let host = HostProcess::start(
-            &binary("crun-shimd"),
-            &[
-                "--agent-binary".into(),
-                binary("crun-shim-agent").display().to_string(),
-                "--agent-root".into(),
-                root.display().to_string(),
-            ],
-        )?;
+        let host = HostProcess::start_local()?;
         let runtime =
             ContainerRuntime::connect(&format!("unix://{}", host.socket().display())).await?;
         Ok(Ours { host, runtime })

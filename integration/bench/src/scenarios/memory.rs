@@ -17,21 +17,25 @@ pub const COUNTS: [usize; 3] = [1, 10, 100];
 /// By absolute path: `ctr run --rootfs` gives the process no PATH.
 const IDLE: [&str; 2] = ["/bin/sleep", "3600"];
 
-/// Runs the scenario: per-container PSS and RSS (KiB) at each count; and,
-/// with the 100 containers running, the all-containers metrics call.
+/// Runs the scenario: per-container PSS, then RSS (KiB) at each count;
+/// and, with the 100 containers running, the all-containers metrics call.
 pub async fn measure(
     setup: &Setup<'_>,
     ours: &Ours,
-) -> Result<(Scenario, Scenario), Box<dyn std::error::Error>> {
+) -> Result<[Scenario; 3], Box<dyn std::error::Error>> {
     let rootfs = setup.rootfs;
-    let mut scenario = Scenario::new(
-        "memory",
-        "Memory per idle container",
-        "KiB",
-        Better::Lower,
-        "libcrun-shim monitor PSS, n=100",
-    )
-    .goal("≤ 1 MiB per container");
+    let per_container = |id: &str, what: &str| {
+        Scenario::new(
+            id,
+            &format!("Memory per idle container, {what}"),
+            "KiB",
+            Better::Lower,
+            "libcrun-shim monitor, n=100",
+        )
+        .goal("≤ 1 MiB per container")
+    };
+    let mut pss = per_container("memory-pss", "PSS (shared pages divided among their users)");
+    let mut rss = per_container("memory-rss", "RSS (shared pages counted in full by each)");
     let settle = || std::thread::sleep(Duration::from_secs(1));
 
     // Ours: the agent and its monitors; the growth over the idle agent,
@@ -112,17 +116,12 @@ pub async fn measure(
         ("containerd shim", containerd_at),
     ] {
         for (count, memory) in at {
-            scenario.push(Figure::single(
-                &format!("{who} PSS, n={count}"),
-                memory.pss_kib as f64,
-            ));
-            scenario.push(Figure::single(
-                &format!("{who} RSS, n={count}"),
-                memory.rss_kib as f64,
-            ));
+            let subject = format!("{who}, n={count}");
+            pss.push(Figure::single(&subject, memory.pss_kib as f64));
+            rss.push(Figure::single(&subject, memory.rss_kib as f64));
         }
     }
-    Ok((scenario, metrics))
+    Ok([pss, rss, metrics])
 }
 
 /// The growth from `base` to `now`, per container.
