@@ -36,7 +36,6 @@ pub async fn measure(
     };
     let mut pss = per_container("memory-pss", "PSS (shared pages divided among their users)");
     let mut rss = per_container("memory-rss", "RSS (shared pages counted in full by each)");
-    let settle = || std::thread::sleep(Duration::from_secs(1));
 
     // Ours: the agent and its monitors; the growth over the idle agent,
     // per container.
@@ -77,37 +76,13 @@ pub async fn measure(
     }
 
     let podman = Podman::new()?;
-    let mut podman_at = Vec::new();
-    let mut started = 0;
-    for count in COUNTS {
-        while started < count {
-            podman.run_detached(rootfs, &format!("idle-{started}"), &IDLE)?;
-            started += 1;
-        }
-        settle();
-        let conmons: Vec<u32> = procs::by_name("conmon")
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        podman_at.push((count, per(procs::total(&conmons), Memory::default(), count)));
-    }
+    let podman_at = anchor(|id| podman.run_detached(rootfs, id, &IDLE), "conmon")?;
     drop(podman);
-
     let containerd = Containerd::start()?;
-    let mut containerd_at = Vec::new();
-    let mut started = 0;
-    for count in COUNTS {
-        while started < count {
-            containerd.run_detached(rootfs, &format!("idle-{started}"), &IDLE)?;
-            started += 1;
-        }
-        settle();
-        let shims: Vec<u32> = procs::by_name("containerd-shim-runc-v2")
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        containerd_at.push((count, per(procs::total(&shims), Memory::default(), count)));
-    }
+    let containerd_at = anchor(
+        |id| containerd.run_detached(rootfs, id, &IDLE),
+        "containerd-shim-runc-v2",
+    )?;
     drop(containerd);
 
     for (who, at) in [
@@ -122,6 +97,34 @@ pub async fn measure(
         }
     }
     Ok([pss, rss, metrics])
+}
+
+/// An anchor's memory per container at each count: the processes named
+/// `process` (one or more per container), after `start` of each.
+fn anchor(
+    start: impl Fn(&str) -> std::io::Result<()>,
+    process: &str,
+) -> std::io::Result<Vec<(usize, Memory)>> {
+    let mut at = Vec::new();
+    let mut started = 0;
+    for count in COUNTS {
+        while started < count {
+            start(&format!("idle-{started}"))?;
+            started += 1;
+        }
+        settle();
+        let pids: Vec<u32> = procs::by_name(process)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        at.push((count, per(procs::total(&pids), Memory::default(), count)));
+    }
+    Ok(at)
+}
+
+/// Lets new processes settle before they are measured.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(1));
 }
 
 /// The growth from `base` to `now`, per container.
