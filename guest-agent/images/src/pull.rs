@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -394,11 +394,16 @@ impl Store {
         let mut received = 0u64;
         let mut reported = Instant::now();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| match e.get_ref().map(|inner| inner.to_string()) {
-                Some(why) if why.contains("igest") => {
-                    Error::BadContent(format!("layer {}: {why}", layer.digest))
+            let chunk = chunk.map_err(|e| {
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<DigestError>())
+                {
+                    Some(mismatch) => {
+                        Error::BadContent(format!("layer {}: {mismatch}", layer.digest))
+                    }
+                    None => Error::Registry(format!("downloading layer {}: {e}", layer.digest)),
                 }
-                _ => Error::Registry(format!("downloading layer {}: {e}", layer.digest)),
             })?;
             received += chunk.len() as u64;
             if received > expected {
