@@ -1,8 +1,6 @@
 //! A container's root filesystem: an overlayfs mount of an image's layers
 //! (read-only) under the container's own writable layer. No copy.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -83,53 +81,36 @@ impl Overlay {
                 options.len()
             )));
         }
-        let c = |s: &[u8]| {
-            CString::new(s).map_err(|_| Error::InvalidReference("a NUL byte in a path".into()))
-        };
-        let (source, fstype) = (c(b"overlay")?, c(b"overlay")?);
-        let target = c(self.target.as_os_str().as_bytes())?;
-        let data = c(options.as_bytes())?;
-        // SAFETY: plain mount(2) with NUL-terminated strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                source.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                data.as_ptr().cast(),
-            )
-        };
-        if rc != 0 {
-            return Err(Error::io(
+        nix::mount::mount(
+            Some("overlay"),
+            &self.target,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| {
+            Error::io(
                 format!("mounting the overlay on {}", self.target.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
+                e.into(),
+            )
+        })?;
         Ok(())
     }
 
     /// Unmounts the overlay if mounted (lazily: a process still inside
     /// keeps it until it leaves).
     pub fn unmount(&self) -> Result<()> {
-        unmount(&self.target)
-    }
-}
-
-/// Unmounts whatever is mounted on `target`, if anything.
-pub fn unmount(target: &Path) -> Result<()> {
-    if !is_mount_point(target)? {
-        return Ok(());
-    }
-    let c = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidReference("a NUL byte in a path".into()))?;
-    // SAFETY: umount2 with a valid NUL-terminated path.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINVAL) {
-            return Err(Error::io(format!("unmounting {}", target.display()), e));
+        if !is_mount_point(&self.target)? {
+            return Ok(());
+        }
+        match nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("unmounting {}", self.target.display()),
+                e.into(),
+            )),
         }
     }
-    Ok(())
 }
 
 /// Whether `path` is a mount point: on another device than its parent.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crun_shim_images::overlay::{self, Overlay};
+use crun_shim_images::overlay::Overlay;
 use crun_shim_images::{Image, PullProgress, PullRequest, Removed};
 use tokio::sync::watch;
 
@@ -78,7 +78,7 @@ impl Runtime {
     /// lease on its image.
     pub(super) fn discard_container_files(&self, id: &str) -> Result<()> {
         let dir = self.store.container_dir(id);
-        overlay::unmount(&Overlay::in_dir(&dir, Vec::new()).target)?;
+        Overlay::in_dir(&dir, Vec::new()).unmount()?;
         self.images.release(id)?;
         self.store.remove_container(id)
     }
