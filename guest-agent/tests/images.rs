@@ -83,6 +83,21 @@ async fn run_image(h: &mut Harness, id: &str, image: &str) -> pb::Container {
     h.start_container(id).await
 }
 
+/// Waits for a container to exit 0; its stdout and stderr.
+async fn exited_output(h: &mut Harness, id: &str) -> (String, String) {
+    assert_eq!(h.wait(id).await.exit_code, 0, "{id} exit code");
+    let (out, err, _) = h
+        .logs(pb::LogsRequest {
+            container_id: id.into(),
+            ..Default::default()
+        })
+        .await;
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}
+
 /// Whether the agent's mount namespace has a mount under `dir`.
 fn agent_mounts_under(h: &Harness, dir: &std::path::Path) -> bool {
     let pid = h.agent.pid().expect("agent running");
@@ -173,18 +188,10 @@ async fn pull_run_and_remove() {
     // working directory; whiteouts and opaque directories applied.
     let c = run_image(&mut h, "from-image", &reference).await;
     assert_eq!(c.image_digest, image.manifest_digest());
-    assert_eq!(h.wait("from-image").await.exit_code, 0);
-    let (out, err, _) = h
-        .logs(pb::LogsRequest {
-            container_id: "from-image".into(),
-            ..Default::default()
-        })
-        .await;
+    let (out, err) = exited_output(&mut h, "from-image").await;
     assert_eq!(
-        String::from_utf8_lossy(&out),
-        "hello from /tmp\nlayer two\nnew\nno-group\n",
-        "stderr: {}",
-        String::from_utf8_lossy(&err)
+        out, "hello from /tmp\nlayer two\nnew\nno-group\n",
+        "stderr: {err}"
     );
 
     // Each container writes to its own layer.
@@ -198,20 +205,9 @@ async fn pull_run_and_remove() {
     .unwrap();
     h.start_container("writer").await;
     assert_eq!(h.wait("writer").await.exit_code, 0);
-    let reader = run_image(&mut h, "reader", &reference).await;
-    let _ = reader;
-    assert_eq!(h.wait("reader").await.exit_code, 0);
-    let (out, _, _) = h
-        .logs(pb::LogsRequest {
-            container_id: "reader".into(),
-            ..Default::default()
-        })
-        .await;
-    assert!(
-        String::from_utf8_lossy(&out).contains("layer two"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    run_image(&mut h, "reader", &reference).await;
+    let (out, _) = exited_output(&mut h, "reader").await;
+    assert!(out.contains("layer two"), "{out}");
 
     // In use: Remove refuses.
     let refused = h

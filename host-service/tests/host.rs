@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use integration::agent::AgentProcess;
 use integration::host::HostProcess;
-use integration::{BusyboxRootfs, binary};
+use integration::{BusyboxRootfs, binary, until};
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
 use libcrun_shim_proto::v1::event_service_client::EventServiceClient;
@@ -75,15 +75,28 @@ fn local_host(root: &std::path::Path, env: &[(&str, &str)]) -> HostProcess {
 }
 
 /// Waits until `f` holds, polling.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
+/// A daemon over agents `a` and `b`, once both are ready.
+async fn host_of_two(a: &AgentProcess, b: &AgentProcess) -> HostProcess {
+    let host = HostProcess::start(
+        &binary("crun-shimd"),
+        &[
+            "--agent".into(),
+            format!("a=unix://{}", a.socket().display()),
+            "--agent".into(),
+            format!("b=unix://{}", b.socket().display()),
+        ],
+    )
+    .expect("host");
+    let system = SystemServiceClient::new(host.channel().await);
+    until("both agents ready", || {
+        let mut system = system.clone();
+        async move {
+            agent_state(&mut system, "a").await == pb::AgentState::Ready
+                && agent_state(&mut system, "b").await == pb::AgentState::Ready
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
+    })
+    .await;
+    host
 }
 
 async fn agent_state(system: &mut SystemServiceClient<Channel>, name: &str) -> pb::AgentState {
@@ -101,28 +114,11 @@ async fn two_agents_behind_one_host() {
     let mut a = agent();
     let b = agent();
     let rootfs = BusyboxRootfs::new().unwrap();
-    let host = HostProcess::start(
-        &binary("crun-shimd"),
-        &[
-            "--agent".into(),
-            format!("a=unix://{}", a.socket().display()),
-            "--agent".into(),
-            format!("b=unix://{}", b.socket().display()),
-        ],
-    )
-    .expect("host");
+    let host = host_of_two(&a, &b).await;
     let channel = host.channel().await;
     let mut containers = ContainerServiceClient::new(channel.clone());
     let mut system = SystemServiceClient::new(channel.clone());
     let mut events = EventServiceClient::new(channel);
-    until("both agents ready", || {
-        let mut system = system.clone();
-        async move {
-            agent_state(&mut system, "a").await == pb::AgentState::Ready
-                && agent_state(&mut system, "b").await == pb::AgentState::Ready
-        }
-    })
-    .await;
     let version = system
         .version(pb::VersionRequest {})
         .await
@@ -525,26 +521,8 @@ async fn images_through_the_host() {
     registry.push("test/app", "v1", &image).await.unwrap();
     let reference = format!("{}/test/app:v1", registry.host());
     let (a, b) = (agent(), agent());
-    let host = HostProcess::start(
-        &binary("crun-shimd"),
-        &[
-            "--agent".into(),
-            format!("a=unix://{}", a.socket().display()),
-            "--agent".into(),
-            format!("b=unix://{}", b.socket().display()),
-        ],
-    )
-    .expect("host");
+    let host = host_of_two(&a, &b).await;
     let channel = host.channel().await;
-    let system = SystemServiceClient::new(channel.clone());
-    until("both agents ready", || {
-        let mut system = system.clone();
-        async move {
-            agent_state(&mut system, "a").await == pb::AgentState::Ready
-                && agent_state(&mut system, "b").await == pb::AgentState::Ready
-        }
-    })
-    .await;
     let mut images = ImageServiceClient::new(channel.clone());
     let mut progress = images
         .pull(pb::PullImageRequest {

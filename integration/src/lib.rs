@@ -114,6 +114,18 @@ pub fn build(rootfs: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Polls `f` until it holds; panics naming `what` after 30 s.
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// The path of one of the workspace's binaries (`crun-shim-agent`,
 /// `crun-shim-monitor`, `crun-shimd`): in `CRUN_SHIM_BIN_DIR` when set,
 /// else in the profile directory the running test was built into

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use integration::BusyboxRootfs;
 use integration::host::HostProcess;
+use integration::{BusyboxRootfs, until};
 use libcrun_shim::*;
 
 /// A daemon, a root filesystem and a runtime connected to the daemon.
@@ -44,18 +44,6 @@ impl Fixture {
         self.runtime.start(&id).await.unwrap();
         id
     }
-}
-
-/// Polls `f` until it holds, for at most 30 s.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test]
