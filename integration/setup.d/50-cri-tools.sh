@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The Kubernetes project's own CRI tools, for the CRI server's tests:
+# `crictl` (the CRI command line) and `critest` (the CRI validation suite, a
+# Go test binary), from cri-tools as the Go module proxy serves it. Built
+# once into $CACHE_DIR/cri-tools-VERSION; prints CRICTL and CRITEST.
+set -euo pipefail
+. "$(dirname "$0")/lib/go.sh"
+
+# The newest cri-tools release on the Go module proxy
+# (`go list -m -versions sigs.k8s.io/cri-tools`).
+CRI_TOOLS_VERSION=v1.37.0
+
+build_cri_tools() {
+  local out=$1 module=sigs.k8s.io/cri-tools
+  local ldflags="-s -w -X $module/pkg/version.Version=${CRI_TOOLS_VERSION#v}"
+  GOBIN="$out" go install -trimpath -ldflags "$ldflags" "$module/cmd/crictl@$CRI_TOOLS_VERSION" >&2
+  # critest is a test binary (`go test -c`), which needs the module's own
+  # tree: a writable copy of it out of the module cache.
+  local src
+  src="$(go mod download -json "$module@$CRI_TOOLS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  [ -d "$src" ] || { log "no source directory for $module@$CRI_TOOLS_VERSION"; return 1; }
+  rm -rf "$out/src"
+  cp -r "$src" "$out/src"
+  chmod -R u+w "$out/src"
+  (cd "$out/src" && go test -c -trimpath -ldflags "$ldflags" -o "$out/critest" ./cmd/critest >&2)
+  rm -rf "$out/src"
+}
+
+cached_build cri-tools "$CRI_TOOLS_VERSION" build_cri_tools crictl critest
+dir="$CACHE_DIR/cri-tools-$CRI_TOOLS_VERSION"
+echo "export CRICTL=$dir/crictl"
+echo "export CRITEST=$dir/critest"
