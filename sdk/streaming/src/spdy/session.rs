@@ -10,7 +10,7 @@
 //! Flow control: this side grants windows (a SETTINGS frame with its initial
 //! stream window, WINDOW_UPDATEs as the application reads) and enforces the
 //! peer's windows once the peer shows it keeps them (by sending a SETTINGS
-//! initial window or a WINDOW_UPDATE). moby/spdystream, the SPDY of every
+//! frame or a WINDOW_UPDATE). moby/spdystream, the SPDY of every
 //! Kubernetes client, never sends either and ignores them: holding it to the
 //! default 64 KiB window would stall every transfer past it. A peer that
 //! does not keep windows and outruns a stream's buffer is slowed by no
@@ -1073,12 +1073,13 @@ fn on_frame(shared: &Arc<Shared>, frame: Frame) -> Action {
             Action::None
         }
         Frame::Settings { entries, .. } => {
+            // A peer that speaks SETTINGS keeps stream windows.
+            state.peer_keeps_stream_windows = true;
             for entry in entries {
                 if entry.id == SETTINGS_INITIAL_WINDOW_SIZE {
                     let new = (entry.value as i64).min(MAX_WINDOW);
                     let delta = new - state.peer_initial_window;
                     state.peer_initial_window = new;
-                    state.peer_keeps_stream_windows = true;
                     for s in state.streams.values_mut() {
                         s.send_window += delta;
                     }
