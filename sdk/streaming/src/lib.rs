@@ -21,6 +21,7 @@
 
 mod portforward;
 mod remotecommand;
+mod reset;
 mod runtime;
 mod server;
 pub mod spdy;

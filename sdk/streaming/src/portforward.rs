@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
@@ -11,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::reset::ResetAsEof;
 use crate::runtime::{Input, Output, PortForwardRequest, PortStream, Runtime};
 use crate::server::Limits;
 use crate::spdy::{IncomingStream, Role, Session, Stream};
@@ -153,10 +155,18 @@ async fn forward<R: Runtime>(
     mut error: Stream,
 ) {
     let (recv, send) = data.into_split();
-    let stream = PortStream::new(Box::new(recv) as Input, Box::new(send) as Output);
-    if let Err(e) = runtime
+    let reset = Arc::new(AtomicBool::new(false));
+    let stream = PortStream::new(
+        Box::new(ResetAsEof::new(recv, reset.clone())) as Input,
+        Box::new(ResetAsEof::new(send, reset.clone())) as Output,
+    );
+    let result = runtime
         .port_forward(pod_sandbox_id.clone(), port, stream)
-        .await
+        .await;
+    // A client that reset the data stream gave the connection up: nothing
+    // to tell it (an error message would make it drop every forward).
+    if let Err(e) = result
+        && !reset.load(Ordering::Relaxed)
     {
         let message = json!({
             "closeConnection": true,

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::reset::ResetAsEof;
 use crate::runtime::{
     AttachRequest, ExecRequest, Input, Output, ProcessIo, Runtime, RuntimeError, TerminalSize,
 };
@@ -267,7 +268,7 @@ pub(crate) async fn serve_spdy<R, T>(
     let mut stdin_end = None;
     if let Some(s) = input {
         let (recv, send) = s.into_split();
-        io.stdin = Some(Box::new(recv) as Input);
+        io.stdin = Some(Box::new(ResetAsEof::new(recv, Default::default())) as Input);
         stdin_end = Some(send);
     }
     let [out, err] = outputs;

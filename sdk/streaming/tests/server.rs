@@ -266,6 +266,44 @@ async fn spdy_port_forward_carries_concurrent_connections() {
 }
 
 #[tokio::test]
+async fn a_forward_the_client_resets_is_not_an_error() {
+    // client-go resets a data stream once the pod's side is done; the
+    // session must go on without an error (which would make the client
+    // drop the whole connection).
+    let server = server(Config::default()).await;
+    let port = common::upper_echo_server().await;
+    let url = server
+        .port_forward_url(PortForwardRequest {
+            pod_sandbox_id: "pod".into(),
+            ports: vec![],
+        })
+        .unwrap();
+    let (session, _) = spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap();
+    let headers = |kind: &str| {
+        Headers::new()
+            .with("streamType", kind)
+            .with("port", port.to_string())
+            .with("requestID", "0")
+    };
+    let mut error = session.open(headers("error")).await.unwrap();
+    error.shutdown().await.unwrap();
+    let mut data = session.open(headers("data")).await.unwrap();
+    data.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    data.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"PING");
+    data.reset(crun_shim_streaming::spdy::RstStatus::Cancel);
+    let mut message = Vec::new();
+    error.read_to_end(&mut message).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&message), "");
+    let (back, message) = forward_once(&session, port, 1, b"again").await;
+    assert_eq!(
+        (back.as_slice(), message.as_slice()),
+        (&b"AGAIN"[..], &b""[..])
+    );
+}
+
+#[tokio::test]
 async fn spdy_port_forward_refuses_streams_it_cannot_serve() {
     let server = server(Config::default()).await;
     let url = server
