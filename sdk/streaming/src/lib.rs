@@ -33,3 +33,4 @@ pub use runtime::{
     RequestError, Runtime, RuntimeError, TerminalSize,
 };
 pub use server::{Config, StreamingServer};
+pub use websocket::ByteStream as WebSocketBytes;

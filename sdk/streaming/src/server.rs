@@ -3,6 +3,7 @@
 //! `/portforward/{token}` to SPDY/3.1 or WebSocket sessions.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -271,33 +273,12 @@ impl<R: Runtime> StreamingServer<R> {
                     }
                     return response;
                 };
-                tokio::spawn(async move {
-                    let io = match on_upgrade.await {
-                        Ok(upgraded) => TokioIo::new(upgraded),
-                        Err(e) => return tracing::debug!(error = %e, "SPDY upgrade failed"),
-                    };
-                    match registered {
-                        Registered::Exec(r) => {
-                            remotecommand::serve_spdy(
-                                io,
-                                protocol,
-                                Command::Exec(r),
-                                runtime,
-                                limits,
-                            )
-                            .await
+                spawn_upgraded(on_upgrade, move |io| async move {
+                    match Session::from(registered) {
+                        Session::Command(c) => {
+                            remotecommand::serve_spdy(io, protocol, c, runtime, limits).await
                         }
-                        Registered::Attach(r) => {
-                            remotecommand::serve_spdy(
-                                io,
-                                protocol,
-                                Command::Attach(r),
-                                runtime,
-                                limits,
-                            )
-                            .await
-                        }
-                        Registered::PortForward(r) => {
+                        Session::PortForward(r) => {
                             portforward::serve_spdy(io, r, runtime, limits).await
                         }
                     }
@@ -343,37 +324,16 @@ impl<R: Runtime> StreamingServer<R> {
                     }
                     _ => Vec::new(),
                 };
-                tokio::spawn(async move {
-                    let io = match on_upgrade.await {
-                        Ok(upgraded) => TokioIo::new(upgraded),
-                        Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
-                    };
+                spawn_upgraded(on_upgrade, move |io| async move {
                     let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, None).await;
-                    match registered {
-                        Registered::Exec(r) => {
-                            remotecommand::serve_websocket(
-                                ws,
-                                protocol,
-                                Command::Exec(r),
-                                runtime,
-                                limits,
-                            )
-                            .await
+                    match Session::from(registered) {
+                        Session::Command(c) => {
+                            remotecommand::serve_websocket(ws, protocol, c, runtime, limits).await
                         }
-                        Registered::Attach(r) => {
-                            remotecommand::serve_websocket(
-                                ws,
-                                protocol,
-                                Command::Attach(r),
-                                runtime,
-                                limits,
-                            )
-                            .await
-                        }
-                        Registered::PortForward(r) if protocol == portforward::TUNNEL_PROTOCOL => {
+                        Session::PortForward(r) if protocol == portforward::TUNNEL_PROTOCOL => {
                             portforward::serve_spdy(ByteStream::new(ws), r, runtime, limits).await
                         }
-                        Registered::PortForward(r) => {
+                        Session::PortForward(r) => {
                             portforward::serve_websocket(ws, protocol, r, ports, runtime, limits)
                                 .await
                         }
@@ -393,6 +353,36 @@ impl<R: Runtime> StreamingServer<R> {
             }
         }
     }
+}
+
+/// What an upgraded connection runs.
+enum Session {
+    Command(Command),
+    PortForward(PortForwardRequest),
+}
+
+impl From<Registered> for Session {
+    fn from(registered: Registered) -> Session {
+        match registered {
+            Registered::Exec(r) => Session::Command(Command::Exec(r)),
+            Registered::Attach(r) => Session::Command(Command::Attach(r)),
+            Registered::PortForward(r) => Session::PortForward(r),
+        }
+    }
+}
+
+/// Serves the upgraded connection in a task, once the 101 went out.
+fn spawn_upgraded<F, Fut>(on_upgrade: OnUpgrade, serve: F)
+where
+    F: FnOnce(TokioIo<Upgraded>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!(error = %e, "the upgrade failed"),
+        }
+    });
 }
 
 /// `/exec/TOKEN` → ("exec", "TOKEN").

@@ -264,14 +264,16 @@ impl AsyncWrite for ChannelWriter {
 }
 
 /// A WebSocket as a byte stream: each write is one binary message, reads
-/// concatenate binary messages (how client-go tunnels SPDY in WebSocket).
-pub(crate) struct ByteStream<T> {
+/// concatenate binary messages (how client-go tunnels SPDY in WebSocket
+/// for port-forwarding; either end may use it).
+pub struct ByteStream<T> {
     ws: WebSocketStream<T>,
     pending: Bytes,
 }
 
 impl<T> ByteStream<T> {
-    pub(crate) fn new(ws: WebSocketStream<T>) -> ByteStream<T> {
+    /// The byte stream of `ws`.
+    pub fn new(ws: WebSocketStream<T>) -> ByteStream<T> {
         ByteStream {
             ws,
             pending: Bytes::new(),

@@ -10,7 +10,9 @@ use common::{
     Ask, exec, server, spdy_connect, spdy_session, upper_server, ws_collect, ws_connect, ws_send,
 };
 use crun_shim_streaming::spdy::Headers;
-use crun_shim_streaming::{AttachRequest, Config, ExecRequest, PortForwardRequest, TerminalSize};
+use crun_shim_streaming::{
+    AttachRequest, Config, ExecRequest, PortForwardRequest, StreamingServer, TerminalSize,
+};
 use futures::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -29,6 +31,16 @@ fn out_and_err() -> Ask {
         stderr: true,
         ..Ask::default()
     }
+}
+
+/// A port-forward URL of pod "pod" for any port.
+fn any_port_url(server: &StreamingServer<common::HostRuntime>) -> String {
+    server
+        .port_forward_url(PortForwardRequest {
+            pod_sandbox_id: "pod".into(),
+            ports: vec![],
+        })
+        .unwrap()
 }
 
 #[tokio::test]
@@ -201,14 +213,16 @@ async fn spdy_attach_carries_stdin_and_output() {
     assert_eq!(outcome.status()["status"], "Success");
 }
 
-/// One forwarded connection over SPDY as client-go makes it: the error
+/// Opens a forwarded connection's streams as client-go does: the error
 /// stream (closed at once on the client's side), then the data stream.
-async fn forward_once(
+async fn open_forward(
     session: &crun_shim_streaming::spdy::Session,
     port: u16,
     request_id: u32,
-    payload: &[u8],
-) -> (Vec<u8>, Vec<u8>) {
+) -> (
+    crun_shim_streaming::spdy::Stream,
+    crun_shim_streaming::spdy::Stream,
+) {
     let headers = |kind: &str| {
         Headers::new()
             .with("streamType", kind)
@@ -217,7 +231,19 @@ async fn forward_once(
     };
     let mut error = session.open(headers("error")).await.unwrap();
     error.shutdown().await.unwrap();
-    let mut data = session.open(headers("data")).await.unwrap();
+    let data = session.open(headers("data")).await.unwrap();
+    (error, data)
+}
+
+/// One forwarded connection: sends `payload`, ends the client's side,
+/// returns what came back and what the error stream said.
+async fn forward_once(
+    session: &crun_shim_streaming::spdy::Session,
+    port: u16,
+    request_id: u32,
+    payload: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let (mut error, mut data) = open_forward(session, port, request_id).await;
     data.write_all(payload).await.unwrap();
     data.shutdown().await.unwrap();
     let mut back = Vec::new();
@@ -231,12 +257,7 @@ async fn forward_once(
 async fn spdy_port_forward_carries_concurrent_connections() {
     let server = server(Config::default()).await;
     let port = upper_server().await;
-    let url = server
-        .port_forward_url(PortForwardRequest {
-            pod_sandbox_id: "pod".into(),
-            ports: vec![],
-        })
-        .unwrap();
+    let url = any_port_url(&server);
     let (session, protocol) = spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap();
     assert_eq!(protocol, "portforward.k8s.io");
     let big: Vec<u8> = b"abc".iter().cycle().take(400_000).copied().collect();
@@ -272,22 +293,9 @@ async fn a_forward_the_client_resets_is_not_an_error() {
     // drop the whole connection).
     let server = server(Config::default()).await;
     let port = common::upper_echo_server().await;
-    let url = server
-        .port_forward_url(PortForwardRequest {
-            pod_sandbox_id: "pod".into(),
-            ports: vec![],
-        })
-        .unwrap();
+    let url = any_port_url(&server);
     let (session, _) = spdy_connect(&url, &["portforward.k8s.io"]).await.unwrap();
-    let headers = |kind: &str| {
-        Headers::new()
-            .with("streamType", kind)
-            .with("port", port.to_string())
-            .with("requestID", "0")
-    };
-    let mut error = session.open(headers("error")).await.unwrap();
-    error.shutdown().await.unwrap();
-    let mut data = session.open(headers("data")).await.unwrap();
+    let (mut error, mut data) = open_forward(&session, port, 0).await;
     data.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     data.read_exact(&mut back).await.unwrap();
@@ -343,7 +351,7 @@ async fn websocket_v5_exec_closes_stdin_with_the_close_signal() {
     assert_eq!(protocol, "v5.channel.k8s.io");
     ws_send(&mut ws, false, 0, b"some input").await;
     ws.send(Message::Binary(vec![255, 0].into())).await.unwrap();
-    let channels = ws_collect(&mut ws, false).await;
+    let channels = ws_collect(&mut ws).await;
     assert_eq!(channels[1].0, b"some input");
     assert_eq!(channels[2].0, b"done\n");
     let status: serde_json::Value = serde_json::from_slice(&channels[3].0).unwrap();
@@ -358,7 +366,7 @@ async fn websocket_v4_base64_and_v1_exec() {
         .await
         .unwrap();
     assert_eq!(protocol, "v4.base64.channel.k8s.io");
-    let channels = ws_collect(&mut ws, true).await;
+    let channels = ws_collect(&mut ws).await;
     assert_eq!(channels[1].0, b"\x01\xffbin");
     // The first stdout message is the empty "ready" one.
     assert!(channels[1].1 >= 2);
@@ -368,7 +376,7 @@ async fn websocket_v4_base64_and_v1_exec() {
     let url = server.exec_url(exec(&["sh", "-c", "exit 1"])).unwrap();
     let (mut ws, protocol) = ws_connect(&url, &["channel.k8s.io"]).await.unwrap();
     assert_eq!(protocol, "channel.k8s.io");
-    let channels = ws_collect(&mut ws, false).await;
+    let channels = ws_collect(&mut ws).await;
     assert!(String::from_utf8_lossy(&channels[3].0).contains("exit code 1"));
 }
 
@@ -376,12 +384,7 @@ async fn websocket_v4_base64_and_v1_exec() {
 async fn websocket_port_forward_names_its_ports_first() {
     let server = server(Config::default()).await;
     let port = common::upper_echo_server().await;
-    let url = server
-        .port_forward_url(PortForwardRequest {
-            pod_sandbox_id: "pod".into(),
-            ports: vec![],
-        })
-        .unwrap();
+    let url = any_port_url(&server);
     let (mut ws, protocol) = ws_connect(&format!("{url}?port={port}"), &["v4.channel.k8s.io"])
         .await
         .unwrap();
@@ -419,18 +422,13 @@ async fn spdy_tunnelled_in_websocket_forwards_ports() {
     use crun_shim_streaming::spdy::{Role, Session, SessionConfig};
     let server = server(Config::default()).await;
     let port = upper_server().await;
-    let url = server
-        .port_forward_url(PortForwardRequest {
-            pod_sandbox_id: "pod".into(),
-            ports: vec![],
-        })
-        .unwrap();
+    let url = any_port_url(&server);
     let (ws, protocol) = ws_connect(&url, &["SPDY/3.1+portforward.k8s.io"])
         .await
         .unwrap();
     assert_eq!(protocol, "SPDY/3.1+portforward.k8s.io");
     let (session, _incoming) = Session::new(
-        tunnel::WsBytes::new(ws),
+        crun_shim_streaming::WebSocketBytes::new(ws),
         Role::Client,
         SessionConfig::default(),
     );
@@ -510,12 +508,7 @@ async fn bad_upgrades_are_refused_with_reasons() {
             .status,
         403
     );
-    let url = server
-        .port_forward_url(PortForwardRequest {
-            pod_sandbox_id: "pod".into(),
-            ports: vec![],
-        })
-        .unwrap();
+    let url = any_port_url(&server);
     assert_eq!(
         ws_connect(&url, &["v4.channel.k8s.io"])
             .await
@@ -585,78 +578,5 @@ async fn a_client_going_away_stops_the_process() {
             "sleep {pid} still runs"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// WebSocket as a byte stream for the SPDY client, like client-go's
-/// tunneling connection.
-mod tunnel {
-    use std::io;
-    use std::pin::Pin;
-    use std::task::{Context, Poll, ready};
-
-    use bytes::Bytes;
-    use futures::{SinkExt, StreamExt};
-    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-    use tokio::net::TcpStream;
-    use tokio_tungstenite::WebSocketStream;
-    use tokio_tungstenite::tungstenite::Message;
-
-    pub struct WsBytes {
-        ws: WebSocketStream<TcpStream>,
-        pending: Bytes,
-    }
-
-    impl WsBytes {
-        pub fn new(ws: WebSocketStream<TcpStream>) -> WsBytes {
-            WsBytes {
-                ws,
-                pending: Bytes::new(),
-            }
-        }
-    }
-
-    impl AsyncRead for WsBytes {
-        fn poll_read(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
-            loop {
-                if !self.pending.is_empty() {
-                    let n = self.pending.len().min(buf.remaining());
-                    buf.put_slice(&self.pending.split_to(n));
-                    return Poll::Ready(Ok(()));
-                }
-                match ready!(self.ws.poll_next_unpin(cx)) {
-                    Some(Ok(Message::Binary(b))) => self.pending = b,
-                    Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-                }
-            }
-        }
-    }
-
-    impl AsyncWrite for WsBytes {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            ready!(self.ws.poll_ready_unpin(cx)).map_err(io::Error::other)?;
-            self.ws
-                .start_send_unpin(Message::Binary(Bytes::copy_from_slice(buf)))
-                .map_err(io::Error::other)?;
-            Poll::Ready(Ok(buf.len()))
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.ws.poll_flush_unpin(cx).map_err(io::Error::other)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            self.ws.poll_close_unpin(cx).map_err(io::Error::other)
-        }
     }
 }

@@ -76,30 +76,8 @@ impl Runtime for HostRuntime {
                 }
             }
         };
-        let mut child_out = child.stdout.take().unwrap();
-        let mut child_err = child.stderr.take().unwrap();
-        let out = async move {
-            match stdout {
-                Some(mut to) => {
-                    tokio::io::copy(&mut child_out, &mut to).await?;
-                    to.shutdown().await
-                }
-                None => tokio::io::copy(&mut child_out, &mut tokio::io::sink())
-                    .await
-                    .map(drop),
-            }
-        };
-        let err = async move {
-            match stderr {
-                Some(mut to) => {
-                    tokio::io::copy(&mut child_err, &mut to).await?;
-                    to.shutdown().await
-                }
-                None => tokio::io::copy(&mut child_err, &mut tokio::io::sink())
-                    .await
-                    .map(drop),
-            }
-        };
+        let out = drain(child.stdout.take().unwrap(), stdout);
+        let err = drain(child.stderr.take().unwrap(), stderr);
         let (_, out, err, status) = tokio::join!(feed, out, err, child.wait());
         out?;
         err?;
@@ -133,6 +111,23 @@ impl Runtime for HostRuntime {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await?;
         tokio::io::copy_bidirectional(&mut stream, &mut tcp).await?;
         Ok(())
+    }
+}
+
+/// Copies a process's output to the client's stream (or nowhere), then
+/// ends that stream.
+async fn drain(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    to: Option<crun_shim_streaming::Output>,
+) -> std::io::Result<()> {
+    match to {
+        Some(mut to) => {
+            tokio::io::copy(&mut from, &mut to).await?;
+            to.shutdown().await
+        }
+        None => tokio::io::copy(&mut from, &mut tokio::io::sink())
+            .await
+            .map(drop),
     }
 }
 
@@ -389,12 +384,10 @@ pub async fn ws_send(ws: &mut WebSocketStream<TcpStream>, base64: bool, channel:
     ws.send(message).await.unwrap();
 }
 
-/// Reads channel messages until the server closes; returns the bytes of
-/// each channel (and how many messages each had).
-pub async fn ws_collect(
-    ws: &mut WebSocketStream<TcpStream>,
-    base64: bool,
-) -> Vec<(Vec<u8>, usize)> {
+/// Reads channel messages (binary, or base64 text) until the server
+/// closes; returns the bytes of each channel (and how many messages each
+/// had).
+pub async fn ws_collect(ws: &mut WebSocketStream<TcpStream>) -> Vec<(Vec<u8>, usize)> {
     let mut channels = vec![(Vec::new(), 0); 8];
     while let Some(message) = tokio::time::timeout(Duration::from_secs(20), ws.next())
         .await
@@ -412,7 +405,6 @@ pub async fn ws_collect(
             Message::Close(_) => break,
             _ => continue,
         };
-        assert!(base64 == false || channel < 8);
         let slot = &mut channels[channel as usize];
         slot.0.extend_from_slice(&data);
         slot.1 += 1;
