@@ -36,7 +36,7 @@ APT_PACKAGES=(
 
 apt_updated=0
 apt_update() {
-  if [ "$apt_updated" = 0 ]; then
+  if [ "${apt_updated:-0}" = 0 ]; then
     log "apt-get update"
     apt-get update -qq >&2
     apt_updated=1

@@ -26,6 +26,25 @@ build_cri_tools() {
   rm -rf "$out/src"
 }
 
+apt_install crun gcc libc6-dev
+
+# nginx for the web server images: Debian's binary package and its
+# configuration, unpacked; its shared libraries come from this machine.
+nginx_version="$(apt-cache policy nginx | sed -n 's/^ *Candidate: //p')"
+nginx_root="$CACHE_DIR/critest-nginx-$nginx_version"
+if [ ! -x "$nginx_root/usr/sbin/nginx" ]; then
+  log "unpacking Debian's nginx $nginx_version into $nginx_root"
+  apt_install libcrypt1 libpcre2-8-0 libssl3 zlib1g
+  work="$(mktemp -d)"
+  chmod 755 "$work" # apt's download user writes there
+  (cd "$work" && apt-get download -qq "nginx=$nginx_version" "nginx-common=$nginx_version" >&2)
+  rm -rf "$nginx_root.tmp"
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$nginx_root.tmp"; done
+  rm -rf "$work" "$nginx_root"
+  mv "$nginx_root.tmp" "$nginx_root"
+fi
+echo "export CRITEST_NGINX_ROOT=$nginx_root"
+
 cached_build cri-tools "$CRI_TOOLS_VERSION" build_cri_tools crictl critest
 dir="$CACHE_DIR/cri-tools-$CRI_TOOLS_VERSION"
 echo "export CRICTL=$dir/crictl"

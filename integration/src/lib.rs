@@ -4,9 +4,11 @@
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
 //! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
 //! real `crun-shim-agent` on a private state root, [`host`] a real
-//! `crun-shimd`, and [`binary`] finds the workspace's binaries.
+//! `crun-shimd`, and [`binary`] finds the workspace's binaries;
+//! [`critest_images`] builds the images critest pulls.
 
 pub mod agent;
+pub mod critest_images;
 pub mod host;
 pub mod registry;
 pub mod served;

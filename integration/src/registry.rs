@@ -236,6 +236,9 @@ impl Registry {
     }
 }
 
+/// The media type of zstd layers.
+const ZSTD_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
 /// How a test layer is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -279,7 +282,7 @@ impl TestImage {
                 }
                 Compression::Zstd => (
                     zstd::encode_all(&tar[..], 3).expect("zstd in memory"),
-                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                    ZSTD_LAYER,
                 ),
             })
             .collect();
@@ -318,6 +321,122 @@ impl TestImage {
     /// The digest of its manifest as pushed.
     pub fn manifest_digest(&self) -> String {
         sha256(&self.manifest_bytes())
+    }
+
+    /// The layers as plain tars, bottom first.
+    pub fn layer_tars(&self) -> io::Result<Vec<Vec<u8>>> {
+        self.layers
+            .iter()
+            .map(|(bytes, media_type)| match *media_type {
+                oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE => {
+                    let mut tar = Vec::new();
+                    std::io::Read::read_to_end(
+                        &mut flate2::read::GzDecoder::new(&bytes[..]),
+                        &mut tar,
+                    )?;
+                    Ok(tar)
+                }
+                ZSTD_LAYER => zstd::decode_all(&bytes[..]),
+                _ => Ok(bytes.clone()),
+            })
+            .collect()
+    }
+
+    /// Its config (the image config JSON).
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.config).expect("JSON")
+    }
+
+    /// Writes the image as an OCI image layout in `dir` (created), its
+    /// manifest named by each of `names` (`org.opencontainers.image.ref.name`).
+    pub fn write_oci_layout(&self, dir: &Path, names: &[&str]) -> io::Result<()> {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs)?;
+        let put = |bytes: &[u8]| -> io::Result<String> {
+            let digest = sha256(bytes);
+            std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)?;
+            Ok(digest)
+        };
+        for (bytes, _) in &self.layers {
+            put(bytes)?;
+        }
+        put(&self.config)?;
+        let manifest = self.manifest_bytes();
+        let digest = put(&manifest)?;
+        let manifests: Vec<serde_json::Value> = names
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "mediaType": oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+                    "digest": digest,
+                    "size": manifest.len(),
+                    "annotations": {"org.opencontainers.image.ref.name": name},
+                })
+            })
+            .collect();
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&index)?)?;
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+    }
+
+    /// Reads back an image [`write_oci_layout`](Self::write_oci_layout)
+    /// wrote (its first manifest), checking every blob's digest.
+    pub fn read_oci_layout(dir: &Path) -> io::Result<TestImage> {
+        let get = |digest: &str| -> io::Result<Vec<u8>> {
+            let bytes = std::fs::read(
+                dir.join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )?;
+            if sha256(&bytes) != digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("blob {digest} of {} is corrupt", dir.display()),
+                ));
+            }
+            Ok(bytes)
+        };
+        let bad = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what} in {}", dir.display()),
+            )
+        };
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json"))?)?;
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .ok_or_else(|| bad("no manifest"))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&get(digest)?)?;
+        let config = get(manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| bad("no config"))?)?;
+        let mut layers = Vec::new();
+        for layer in manifest["layers"]
+            .as_array()
+            .ok_or_else(|| bad("no layers"))?
+        {
+            let media_type = match layer["mediaType"].as_str() {
+                Some(oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE) => {
+                    oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE
+                }
+                Some(ZSTD_LAYER) => ZSTD_LAYER,
+                Some(oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE) => {
+                    oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE
+                }
+                _ => return Err(bad("an unknown layer media type")),
+            };
+            layers.push((
+                get(layer["digest"]
+                    .as_str()
+                    .ok_or_else(|| bad("a layer without digest"))?)?,
+                media_type,
+            ));
+        }
+        let image = TestImage { layers, config };
+        if image.manifest_digest() != digest {
+            return Err(bad("a manifest that does not rebuild the same"));
+        }
+        Ok(image)
     }
 
     fn layers_and_config(&self) -> (Vec<ImageLayer>, Config) {
