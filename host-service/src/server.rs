@@ -2,7 +2,6 @@
 //! Unix socket and optionally on TCP (with TLS, optionally requiring
 //! client certificates), with message size, stream and deadline limits.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use libcrun_shim_proto::v1::container_service_server::ContainerServiceServer;
@@ -13,10 +12,11 @@ use libcrun_shim_proto::v1::image_service_server::ImageServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
 use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use libcrun_shim_proto::limited;
 use libcrun_shim_telemetry::ServerLayer;
 
 use crate::config::Config;
@@ -28,15 +28,6 @@ struct Services {
     shared: Shared,
     shutdown: tokio::sync::mpsc::Sender<()>,
     max: usize,
-}
-
-/// Applies the message size limits to a generated server.
-macro_rules! limited {
-    ($server:ident, $service:expr, $max:expr) => {
-        $server::new($service)
-            .max_decoding_message_size($max)
-            .max_encoding_message_size($max)
-    };
 }
 
 impl Services {
@@ -86,27 +77,6 @@ fn builder(config: &Config) -> Server<Layers> {
     builder.layer(libcrun_shim_telemetry::server_layer())
 }
 
-/// Binds the Unix socket: its directory 0750, the socket 0660.
-fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-            .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
-    }
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(Error::io(format!("removing {}", path.display()), e));
-        }
-        _ => {}
-    }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
-    Ok(listener)
-}
-
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
@@ -127,10 +97,11 @@ pub async fn serve(
     let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let unix = bind_unix(&config.socket)?;
+    let unix = libcrun_shim_proto::serving::bind_unix(&config.socket)
+        .map_err(|e| Error::io("serving on the Unix socket", e))?;
     let unix_router = services.router(builder(config)).await?;
     let mut tasks = vec![tokio::spawn(unix_router.serve_with_incoming_shutdown(
-        UnixListenerStream::new(unix),
+        libcrun_shim_proto::serving::unix_incoming(unix),
         signal(stopping.clone()),
     ))];
     if let Some(addr) = config.tcp {

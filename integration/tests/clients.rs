@@ -1,7 +1,7 @@
 //! Clients in other languages against a server of the v1 API, the way users
 //! meet it: grpcurl with nothing but server reflection (no `.proto` at hand),
-//! and a Python client generated from `proto/` by grpcio-tools
-//! (`tests/python/lifecycle.py`).
+//! a Python client generated from `proto/` by grpcio-tools
+//! (`tests/python/lifecycle.py`), and grpc-java (`tests/java`).
 //!
 //! Each check is a function taking the server's Unix socket, so the same
 //! checks run against any server of the API. The `#[test]`s run them
@@ -13,7 +13,13 @@
 //! * `GRPCURL`: the grpcurl binary, and `LIBCRUN_SHIM_PYTHON`: a Python with
 //!   grpcio-tools. `integration/setup.sh` installs both into a virtualenv in
 //!   its cache and prints their `export` lines (`integration/test.sh` evals
-//!   them).
+//!   them). `LIBCRUN_SHIM_JAVA_CLIENT`: the classpath of the grpc-java
+//!   client `tests/java/UnixSocketClient.java`, which
+//!   `integration/setup.d/60-java-client.sh` builds.
+//!
+//! None of the clients is told to send `localhost` as the HTTP/2
+//! `:authority`: grpcurl 1.8, gRPC core (Python) and grpc-java send the
+//! socket path, as their users' code will.
 //! * The daemon's and the agent's binaries, which this crate cannot have
 //!   Cargo build for it (no `CARGO_BIN_EXE_*` from another package): see
 //!   [`integration::binary`].
@@ -62,6 +68,8 @@ fn grpcurl_describes_the_container_service_through_reflection() {
 fn grpcurl_health_check_serves() {
     let server = Server::start();
     grpcurl_health_serving(&server.socket());
+    // The agent's own server too (the daemon's client sends `localhost`).
+    grpcurl_health_serving(&server._agent.socket());
 }
 
 #[test]
@@ -76,6 +84,13 @@ fn generated_python_client_runs_a_container_lifecycle() {
     let server = Server::start();
     let rootfs = BusyboxRootfs::new().expect("busybox rootfs");
     python_lifecycle(&server.socket(), &rootfs.path());
+}
+
+#[test]
+fn grpc_java_client_over_the_unix_socket() {
+    let server = Server::start();
+    java_unix_socket(&server.socket(), "crun-shimd");
+    java_unix_socket(&server._agent.socket(), "crun-shim-agent");
 }
 
 // --- the checks: any server of the v1 API ------------------------------------
@@ -283,6 +298,46 @@ fn python_lifecycle(socket: &Path, rootfs: &Path) {
     assert_eq!(result["deleted"], true, "lifecycle.py: {result}");
 }
 
+/// grpc-java, with its default authority (the socket path), calls Health
+/// and Version of the server behind `socket` (`tests/java`).
+fn java_unix_socket(socket: &Path, component: &str) {
+    let classpath = std::env::var("LIBCRUN_SHIM_JAVA_CLIENT").unwrap_or_else(|_| {
+        panic!(
+            "LIBCRUN_SHIM_JAVA_CLIENT is not set: run `eval \"$(integration/setup.sh)\"` first \
+             (integration/test.sh does)"
+        )
+    });
+    let output = run(Command::new("java")
+        .arg("-cp")
+        .arg(&classpath)
+        .arg("UnixSocketClient")
+        .arg(socket));
+    assert!(output.status.success(), "the Java client failed:\n{output}");
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("authority {}", socket.display()).as_str()),
+        "grpc-java's own authority, the socket path:\n{output}"
+    );
+    // HealthCheckResponse { status: SERVING }: field 1, varint 1.
+    assert_eq!(
+        lines.get(1).copied(),
+        Some("grpc.health.v1.Health/Check 0801"),
+        "{output}"
+    );
+    let version = lines
+        .get(2)
+        .and_then(|l| l.strip_prefix("libcrun_shim.v1.SystemService/Version "))
+        .unwrap_or_else(|| panic!("no Version answer:\n{output}"));
+    // VersionResponse { component: "…" }: field 1, length, the name.
+    let expected: String = [0x0a, component.len() as u8]
+        .iter()
+        .chain(component.as_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(version.starts_with(&expected), "Version: {version}");
+}
+
 // --- grpcurl -----------------------------------------------------------------
 
 /// grpcurl, speaking plaintext HTTP/2 to a Unix socket, with reflection only.
@@ -303,11 +358,10 @@ impl Grpcurl {
     /// JSON request (`-d`) when given.
     fn command(&self, flags: &[&str], args: &[&str], request: Option<&Value>) -> Command {
         let mut command = Command::new(&self.bin);
-        // grpcurl 1.8 sends the socket path as the HTTP/2 :authority, which
-        // servers built on h2 (tonic) reset as malformed (PROTOCOL_ERROR);
-        // later grpcurl versions send "localhost" themselves.
+        // No `-authority`: grpcurl 1.8 sends the socket path as the HTTP/2
+        // :authority, which our servers accept (proto's serving::AuthorityFix).
         command
-            .args(["-plaintext", "-unix", "-authority", "localhost"])
+            .args(["-plaintext", "-unix"])
             .args(["-max-time", CALL_TIMEOUT_SECS])
             .args(flags);
         if let Some(request) = request {

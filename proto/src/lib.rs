@@ -39,4 +39,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The protobuf package of version 1 of the protocol.
 pub const PACKAGE_V1: &str = "libcrun_shim.v1";
 
+/// The largest message, in bytes, that the daemon, the agent and the SDK
+/// send or accept by default: one limit end to end, so that what passes the
+/// daemon passes the agent. 64 MiB: the largest answer of the API, an
+/// ExecSync with two 16 MiB outputs, fits; lists of any size go through
+/// `ListStream`.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 pub mod serving;

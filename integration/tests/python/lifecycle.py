@@ -41,12 +41,10 @@ def main():
     socket, rootfs = sys.argv[1], sys.argv[2]
     container_id = sys.argv[3] if len(sys.argv) == 4 else "python-lifecycle"
 
-    # gRPC core (since 1.57) sends the percent-encoded socket path as the
-    # HTTP/2 :authority of a `unix:` target, which servers built on h2
-    # (tonic, as ours are) reset as malformed (RST_STREAM PROTOCOL_ERROR,
-    # seen as INTERNAL): send "localhost", as grpc-go and tonic clients do.
-    options = [("grpc.default_authority", "localhost")]
-    with grpc.insecure_channel(f"unix:{socket}", options=options) as channel:
+    # The channel as grpcio's documentation makes it, no options: gRPC core
+    # (since 1.57) sends the socket path as the HTTP/2 :authority of a
+    # `unix:` target, which our servers accept.
+    with grpc.insecure_channel(f"unix:{socket}") as channel:
         grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
         containers = container_pb2_grpc.ContainerServiceStub(channel)
         logs = logs_pb2_grpc.LogServiceStub(channel)
