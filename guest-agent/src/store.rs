@@ -9,20 +9,34 @@
 //!     monitor.log               the monitor's own diagnostics
 //!     logs/                     the container's stdout and stderr (CRI format, rotated)
 //! ROOT/exec/                    process specs and console sockets of exec processes
+//! ROOT/agent.lock               held (flock) by the one agent serving this root
 //! ```
+//!
+//! # One agent per root
+//!
+//! Two agents on one root would both restart, reap and journal the same
+//! containers. [`Store::open`] takes an exclusive `flock(2)` on
+//! `agent.lock` and the agent holds it for its whole life: the kernel
+//! releases it when the agent dies, however it dies, so a lock can never
+//! be stale. A second agent on the root fails to open it, naming the
+//! holder. The file says who holds it, one line each: the holder's pid,
+//! then where it serves; `crun-shimd` reads it to adopt a live agent
+//! instead of starting a second one.
 //!
 //! Every JSON file is written to a temporary file and renamed into place,
 //! so a reader (or an agent restarted after a crash) sees the old or the
 //! new content, never a torn one.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::model::{ContainerConfig, ExitStatus, HealthState, Status};
 use crate::process::ProcessRef;
 
@@ -84,6 +98,8 @@ pub const EXIT_FILE: &str = "exit.json";
 pub const MONITOR_LOG: &str = "monitor.log";
 /// The log directory.
 pub const LOGS_DIR: &str = "logs";
+/// The lock the agent serving a root holds (in the root).
+pub const LOCK_FILE: &str = "agent.lock";
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, renamed over `path`.
@@ -122,12 +138,19 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// `agent.lock`, locked for as long as this process lives (the
+    /// descriptor is close-on-exec: monitors do not inherit it). Held, not
+    /// read: dropping the last clone of the store releases the root.
+    _lock: Arc<fs::File>,
 }
 
 impl Store {
-    /// Opens (creating if needed, mode 0700) the state root.
-    pub fn open(root: &Path) -> Result<Store> {
-        use std::os::unix::fs::DirBuilderExt;
+    /// Opens (creating if needed, mode 0700) the state root and locks it
+    /// for this process, which serves at `serves` (`unix:///PATH`,
+    /// `vsock://CID:PORT`; empty when it serves nothing).
+    /// `FailedPrecondition` when another live agent holds it.
+    pub fn open(root: &Path, serves: &str) -> Result<Store> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         for dir in ["", "libcrun", "containers", "exec"] {
             let path = root.join(dir);
             fs::DirBuilder::new()
@@ -139,7 +162,38 @@ impl Store {
         let root = root
             .canonicalize()
             .context(|| format!("resolving {}", root.display()))?;
-        Ok(Store { root })
+        let path = root.join(LOCK_FILE);
+        let mut lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::io(format!("locking {}", path.display()), e));
+            }
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            let pid = holder.lines().next().unwrap_or("unknown");
+            return Err(Error::FailedPrecondition(format!(
+                "state root {} is in use by another agent (pid {pid})",
+                root.display()
+            )));
+        }
+        let note = format!("{}\n{serves}\n", std::process::id());
+        lock.set_len(0)
+            .and_then(|()| lock.rewind())
+            .and_then(|()| lock.write_all(note.as_bytes()))
+            .context(|| format!("writing {}", path.display()))?;
+        Ok(Store {
+            root,
+            _lock: Arc::new(lock),
+        })
     }
 
     /// The state root.
@@ -232,6 +286,24 @@ mod tests {
             vec![std::ffi::OsString::from("x.json")],
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn a_root_has_one_owner_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "unix:///x.sock").unwrap();
+        let note = fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(note, format!("{}\nunix:///x.sock\n", std::process::id()));
+        // flock locks belong to open files: a second open in this very
+        // process conflicts as a second agent would.
+        match Store::open(dir.path(), "") {
+            Err(Error::FailedPrecondition(m)) => {
+                assert!(m.contains(&format!("pid {}", std::process::id())), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(store);
+        Store::open(dir.path(), "").expect("free again once its owner is gone");
     }
 
     #[test]

@@ -127,6 +127,26 @@ impl Agent {
             .max_encoding_message_size(self.max_message_bytes)
     }
 
+    /// Every container `request` selects on this agent, gathered from the
+    /// batches of its ListStream. Failures are the daemon's answers
+    /// ([`Agent::status`]).
+    pub async fn list(
+        &self,
+        request: tonic::Request<pb::ListContainersRequest>,
+    ) -> std::result::Result<Vec<pb::Container>, Status> {
+        let mut stream = self
+            .containers()
+            .list_stream(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        let mut all = Vec::new();
+        while let Some(batch) = stream.message().await.map_err(|s| self.status(s))? {
+            all.extend(batch.containers);
+        }
+        Ok(all)
+    }
+
     /// The agent's channel, for the other clients.
     pub fn channel(&self) -> Channel {
         self.channel.clone()
@@ -150,9 +170,10 @@ impl Agent {
     }
 
     /// An agent's failure as the daemon's answer: transport failures become
-    /// UNAVAILABLE naming the agent; the agent's own answers pass as they are.
+    /// UNAVAILABLE naming the agent (and mark it unavailable); the agent's
+    /// own answers pass as they are.
     pub fn status(&self, status: Status) -> Status {
-        if status.code() == Code::Unavailable {
+        if is_transport_failure(&status) {
             self.set_health(|h| {
                 h.state = pb::AgentState::Unavailable;
                 h.last_error = status.message().to_string();
@@ -179,6 +200,20 @@ impl Agent {
     /// Whether the agent answers its health checks.
     pub fn is_ready(&self) -> bool {
         self.health().state == pb::AgentState::Ready
+    }
+}
+
+/// Whether a client call failed for want of a working connection rather
+/// than by the server's answer: UNAVAILABLE, or an UNKNOWN or INTERNAL
+/// status that tonic made from a transport error (a connection reset or
+/// closed mid-call: "transport error", "connection closed before message
+/// completed"). Statuses a server sends carry no source error; those tonic
+/// makes from a failed connection do.
+pub fn is_transport_failure(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown | Code::Internal => std::error::Error::source(status).is_some(),
+        _ => false,
     }
 }
 
@@ -391,13 +426,12 @@ impl AgentPool {
     /// Re-learns which containers an agent holds.
     async fn rebuild(&self, agent: &Agent) {
         if let Ok(list) = agent
-            .containers()
-            .list(pb::ListContainersRequest::default())
+            .list(tonic::Request::new(pb::ListContainersRequest::default()))
             .await
         {
             let mut locations = self.locations.write().unwrap_or_else(|e| e.into_inner());
             locations.retain(|_, name| *name != agent.name);
-            for c in list.into_inner().containers {
+            for c in list {
                 locations.insert(c.id, agent.name.clone());
             }
         }

@@ -39,7 +39,8 @@ pub struct Args {
     /// TOML configuration file [default: /etc/libcrun-shim/crun-shimd.toml when present].
     #[arg(long, env = "CRUN_SHIMD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Unix socket to serve on (its directory is created 0750, the socket is 0660)
+    /// Unix socket to serve on, mode 0660; its directory is created 0750 when
+    /// missing, and refused when others may write to it without the sticky bit
     /// [default: /run/libcrun-shim/crun-shimd.sock].
     #[arg(long, env = "CRUN_SHIMD_SOCKET")]
     pub socket: Option<PathBuf>,
@@ -69,7 +70,8 @@ pub struct Args {
     /// State root of the local agent [default: /var/lib/libcrun-shim/agent].
     #[arg(long, env = "CRUN_SHIMD_AGENT_ROOT")]
     pub agent_root: Option<PathBuf>,
-    /// Largest message accepted or sent, in bytes [default: 16 MiB].
+    /// Largest message accepted or sent, in bytes, to clients and to agents
+    /// (keep agents' --max-message-bytes at least as large) [default: 64 MiB].
     #[arg(long, env = "CRUN_SHIMD_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
     /// Concurrent streams per client connection [default: 256].
@@ -210,7 +212,7 @@ impl Config {
             max_message_bytes: args
                 .max_message_bytes
                 .or(file.max_message_bytes)
-                .unwrap_or(16 << 20),
+                .unwrap_or(libcrun_shim_proto::MAX_MESSAGE_BYTES),
             max_concurrent_streams: args
                 .max_concurrent_streams
                 .or(file.max_concurrent_streams)

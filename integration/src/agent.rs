@@ -126,6 +126,32 @@ impl Drop for AgentProcess {
     }
 }
 
+/// Kills the agent that holds the lock of state root `root` (the pid on
+/// the first line of `ROOT/agent.lock`), if one does.
+pub fn kill_root_holder(root: &Path) {
+    use std::os::fd::AsRawFd;
+    let path = root.join("agent.lock");
+    let Ok(file) = std::fs::File::open(&path) else {
+        return;
+    };
+    // SAFETY: a test lock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return;
+    }
+    let note = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(pid) = note.lines().next().and_then(|p| p.parse::<i32>().ok()) {
+        // SAFETY: kills the agent serving the test's own state root.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: as above, a test lock.
+        while unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Kills what a test left running under a libcrun state root and removes
 /// its cgroups, so that tests leave nothing on the host.
 pub(crate) fn remove_containers(libcrun_root: &Path) {

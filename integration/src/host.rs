@@ -14,6 +14,10 @@ use crate::served::Served;
 #[derive(Debug)]
 pub struct HostProcess {
     process: Served,
+    /// How it was started, for [`HostProcess::restart`].
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     /// The state root of the local agent [`HostProcess::start_local`] started.
     agent_root: Option<tempfile::TempDir>,
@@ -34,24 +38,49 @@ impl HostProcess {
         env: &[(&str, &str)],
     ) -> io::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("host-test").tempdir()?;
-        let socket = dir.path().join("run/crun-shimd.sock");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let process = Self::spawn(binary, args, &env, dir.path())?;
+        Ok(HostProcess {
+            process,
+            binary: binary.to_path_buf(),
+            args: args.to_vec(),
+            env,
+            dir,
+            agent_root: None,
+        })
+    }
+
+    fn spawn(
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        dir: &Path,
+    ) -> io::Result<Served> {
+        let socket = dir.join("run/crun-shimd.sock");
         let mut command = Command::new(binary);
         command
             .arg("--socket")
             .arg(&socket)
             .args(args)
-            .envs(env.iter().copied());
-        let process = Served::start(
-            command,
-            &socket,
-            &dir.path().join("crun-shimd.log"),
-            "crun-shimd",
-        )?;
-        Ok(HostProcess {
-            process,
-            dir,
-            agent_root: None,
-        })
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Served::start(command, &socket, &dir.join("crun-shimd.log"), "crun-shimd")
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would: its local agent is
+    /// not told.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the daemon again, as it was started (same socket, agent root
+    /// and log), after [`HostProcess::kill`].
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.process.kill();
+        self.process = Self::spawn(&self.binary, &self.args, &self.env, self.dir.path())?;
+        Ok(())
     }
 
     /// Starts the workspace's `crun-shimd` with no agent configured, so that
@@ -125,6 +154,8 @@ impl Drop for HostProcess {
         // The daemon stops its local agent on SIGTERM.
         self.process.terminate(Duration::from_secs(10));
         if let Some(root) = &self.agent_root {
+            // A daemon the test killed left its agent running.
+            crate::agent::kill_root_holder(root.path());
             crate::agent::remove_containers(&root.path().join("libcrun"));
         }
     }

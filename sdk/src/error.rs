@@ -91,6 +91,17 @@ impl From<tonic::Status> for Error {
             "" => status.code().description().to_string(),
             message => message.to_string(),
         };
+        // A status tonic made from a failed connection (reset or closed in
+        // the middle of a call) carries its cause; a server's answer has
+        // none. Either way the server could not be reached.
+        if matches!(status.code(), Code::Unknown | Code::Internal)
+            && std::error::Error::source(&status).is_some()
+        {
+            return Error::Unavailable(with_source(
+                format!("the connection to the server was lost: {message}"),
+                &status,
+            ));
+        }
         match status.code() {
             Code::NotFound => Error::NotFound(message),
             Code::AlreadyExists => Error::AlreadyExists(message),
@@ -165,5 +176,9 @@ mod tests {
             Error::from(tonic::Status::unimplemented("")).to_string(),
             "unimplemented: Operation is not implemented or not supported"
         );
+        // A connection lost mid-call, as tonic reports it.
+        let lost = tonic::Status::from_error(Box::new(std::io::Error::other("broken")));
+        assert_eq!(lost.code(), tonic::Code::Unknown);
+        assert!(matches!(Error::from(lost), Error::Unavailable(m) if m.contains("lost")));
     }
 }

@@ -525,3 +525,21 @@ async fn images_pulled_with_progress_and_a_prepared_rootfs() {
     store.remove(&reference, false).await.expect("remove");
     assert!(store.list().await.unwrap().is_empty());
 }
+
+/// The daemon killed while a call waits on it: `Error::Unavailable`, not
+/// an internal "transport error".
+#[tokio::test]
+async fn a_daemon_dying_mid_call_is_unavailable() {
+    let mut f = fixture().await;
+    let id = f.run("waited", "sleep 600").await;
+    let rt = f.runtime.clone();
+    let waiting = tokio::spawn(async move { rt.wait(&id).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.host.kill();
+    let err = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the wait ends")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}

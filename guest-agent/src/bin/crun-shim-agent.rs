@@ -47,6 +47,10 @@ struct Args {
         value_delimiter = ','
     )]
     insecure_registries: Vec<String>,
+    /// Largest message accepted or sent, in bytes (the daemon's own default:
+    /// keep it at least the daemon's --max-message-bytes).
+    #[arg(long, env = "CRUN_SHIM_AGENT_MAX_MESSAGE_BYTES", default_value_t = libcrun_shim_proto::MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
     /// Layers one pull downloads at once.
     #[arg(long, env = "CRUN_SHIM_MAX_CONCURRENT_DOWNLOADS", default_value_t = 3)]
     max_concurrent_downloads: usize,
@@ -96,6 +100,7 @@ fn main() {
         Ok(rt) => {
             let options = RuntimeOptions {
                 root: args.root.clone(),
+                serves: args.listen.to_string(),
                 monitor_binary,
                 cgroups,
                 journal: JournalLimits {
@@ -181,7 +186,15 @@ async fn run(args: Args, options: RuntimeOptions) -> i32 {
         info!("{reason}: shutting down");
     };
     info!(listen = ?args.listen, "serving");
-    match server::serve(runtime.clone(), &args.listen, shutdown, shutdown_tx).await {
+    match server::serve(
+        runtime.clone(),
+        &args.listen,
+        args.max_message_bytes,
+        shutdown,
+        shutdown_tx,
+    )
+    .await
+    {
         Ok(()) => {
             if let ListenAddr::Unix(path) = &args.listen {
                 let _ = std::fs::remove_file(path);

@@ -45,6 +45,9 @@ pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RuntimeOptions {
     /// The state root.
     pub root: PathBuf,
+    /// Where the agent serves (`unix:///PATH`, `vsock://CID:PORT`),
+    /// recorded with the root's lock for a daemon that finds it running.
+    pub serves: String,
     /// The `crun-shim-monitor` binary.
     pub monitor_binary: PathBuf,
     /// The host's cgroup mode and what the agent did about it.
@@ -118,7 +121,7 @@ impl Runtime {
     /// running ones are watched again, and the exits that happened while no
     /// agent was running are recorded.
     pub async fn open(options: RuntimeOptions) -> Result<Arc<Runtime>> {
-        let store = Store::open(&options.root)?;
+        let store = Store::open(&options.root, &options.serves)?;
         let libcrun = libcrun_sys::Context::builder(store.libcrun_root())
             .build()
             .map_err(|e| Error::libcrun("libcrun context", e))?;

@@ -15,6 +15,7 @@ mod system;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use libcrun_shim_proto::limited;
 use libcrun_shim_proto::v1::container_service_server::ContainerServiceServer;
 use libcrun_shim_proto::v1::event_service_server::EventServiceServer;
 use libcrun_shim_proto::v1::exec_service_server::ExecServiceServer;
@@ -23,7 +24,6 @@ use libcrun_shim_proto::v1::image_service_server::ImageServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
 use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Code, Status};
 
 use crate::error::Error;
@@ -41,6 +41,16 @@ pub enum ListenAddr {
         /// The port.
         port: u32,
     },
+}
+
+impl std::fmt::Display for ListenAddr {
+    /// The form [`ListenAddr`] parses from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Unix(path) => write!(f, "unix://{}", path.display()),
+            ListenAddr::Vsock { cid, port } => write!(f, "vsock://{cid}:{port}"),
+        }
+    }
 }
 
 impl std::str::FromStr for ListenAddr {
@@ -119,38 +129,60 @@ impl From<Error> for Status {
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves the v1 API until `shutdown` completes (and the calls in flight
-/// end, or [`SHUTDOWN_GRACE`] passes).
+/// end, or [`SHUTDOWN_GRACE`] passes), with messages of at most
+/// `max_message_bytes` either way.
 pub async fn serve(
     runtime: Arc<Runtime>,
     listen: &ListenAddr,
+    max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     shutdown_tx: tokio::sync::mpsc::Sender<()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let max = max_message_bytes;
     let router = libcrun_shim_proto::serving::router_with_standard_services(
         &mut tonic::transport::Server::builder().layer(libcrun_shim_telemetry::server_layer()),
     )
     .await?
-    .add_service(ContainerServiceServer::new(containers::Containers::new(
-        runtime.clone(),
-    )))
-    .add_service(ExecServiceServer::new(exec::Exec::new(runtime.clone())))
-    .add_service(LogServiceServer::new(logs::Logs::new(runtime.clone())))
-    .add_service(EventServiceServer::new(events::Events::new(
-        runtime.clone(),
-    )))
-    .add_service(MetricsServiceServer::new(metrics::Metrics::new(
-        runtime.clone(),
-    )))
-    .add_service(ImageServiceServer::new(images::Images::new(
-        runtime.clone(),
-    )))
-    .add_service(HealthCheckServiceServer::new(health::Health::new(
-        runtime.clone(),
-    )))
-    .add_service(SystemServiceServer::new(system::System::new(
-        runtime,
-        shutdown_tx,
-    )));
+    .add_service(limited!(
+        ContainerServiceServer,
+        containers::Containers::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        ExecServiceServer,
+        exec::Exec::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        LogServiceServer,
+        logs::Logs::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        EventServiceServer,
+        events::Events::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        MetricsServiceServer,
+        metrics::Metrics::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        ImageServiceServer,
+        images::Images::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        HealthCheckServiceServer,
+        health::Health::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        SystemServiceServer,
+        system::System::new(runtime, shutdown_tx),
+        max
+    ));
     // Once shutting down, calls in flight get a grace period; clients that
     // keep idle connections open do not hold the agent up past it.
     let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
@@ -165,16 +197,11 @@ pub async fn serve(
     tokio::pin!(grace);
     match listen {
         ListenAddr::Unix(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
-            let listener = tokio::net::UnixListener::bind(path)?;
-            let serving =
-                router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+            let listener = libcrun_shim_proto::serving::bind_unix(path)?;
+            let serving = router.serve_with_incoming_shutdown(
+                libcrun_shim_proto::serving::unix_incoming(listener),
+                shutdown,
+            );
             tokio::select! {
                 served = serving => served?,
                 () = &mut grace => {}
