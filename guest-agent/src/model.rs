@@ -218,6 +218,26 @@ pub struct ContainerConfig {
     pub stop_timeout: Option<Duration>,
     /// OCI annotations.
     pub annotations: BTreeMap<String, String>,
+    /// The seccomp filter of its processes.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// `no_new_privileges` of its processes; `None`: set (crun's default).
+    #[serde(default)]
+    pub no_new_privileges: Option<bool>,
+}
+
+/// The seccomp filter of a container's processes (see `spec::seccomp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seccomp {
+    /// The default profile, as Docker's.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile as JSON: OCI's `linux.seccomp` object or a Docker
+    /// `seccomp.json`.
+    Custom(String),
 }
 
 /// The state of a container.
@@ -561,4 +581,100 @@ pub struct Orphan {
     pub path: Option<std::path::PathBuf>,
     /// A human-readable explanation.
     pub detail: String,
+}
+
+/// The longest label or annotation key, in bytes.
+pub const MAX_METADATA_KEY: usize = 1024;
+/// The longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 4096;
+/// The most bytes all of a container's label keys and values take.
+pub const MAX_LABELS_TOTAL: usize = 64 << 10;
+/// The most bytes all of a container's annotation keys and values take
+/// (Kubernetes' own bound on a pod's annotations, which CRI passes on).
+pub const MAX_ANNOTATIONS_TOTAL: usize = 256 << 10;
+
+impl ContainerConfig {
+    /// Checks the bounds of the labels and annotations: every container is
+    /// in every List answer and its labels in each of its events, so they
+    /// must stay small (see the constants above). `InvalidArgument` beyond.
+    pub fn check_metadata(&self) -> crate::error::Result<()> {
+        check_map(
+            "label",
+            &self.labels,
+            Some(MAX_LABEL_VALUE),
+            MAX_LABELS_TOTAL,
+        )?;
+        check_map("annotation", &self.annotations, None, MAX_ANNOTATIONS_TOTAL)
+    }
+}
+
+/// Checks the keys, values and total size of a label or annotation map.
+fn check_map(
+    what: &str,
+    map: &BTreeMap<String, String>,
+    max_value: Option<usize>,
+    max_total: usize,
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let mut total = 0;
+    for (key, value) in map {
+        let shown: String = key.chars().take(64).collect();
+        if key.is_empty() || key.len() > MAX_METADATA_KEY {
+            return Err(Error::InvalidArgument(format!(
+                "{what} key {shown:?}: 1 to {MAX_METADATA_KEY} bytes ({} given)",
+                key.len()
+            )));
+        }
+        if let Some(max) = max_value
+            && value.len() > max
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{what} {shown:?}: the value is {} bytes, at most {max}",
+                value.len()
+            )));
+        }
+        total += key.len() + value.len();
+    }
+    if total > max_total {
+        return Err(Error::InvalidArgument(format!(
+            "{what}s take {total} bytes, at most {max_total}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn with(labels: &[(&str, usize)], annotations: &[(&str, usize)]) -> ContainerConfig {
+        let map = |pairs: &[(&str, usize)]| {
+            pairs
+                .iter()
+                .map(|(k, n)| (k.to_string(), "v".repeat(*n)))
+                .collect()
+        };
+        ContainerConfig {
+            labels: map(labels),
+            annotations: map(annotations),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn labels_and_annotations_are_bounded() {
+        let ok = |c: ContainerConfig| c.check_metadata().unwrap();
+        let bad = |c: ContainerConfig| {
+            assert!(matches!(c.check_metadata(), Err(Error::InvalidArgument(_))));
+        };
+        ok(with(&[("app", MAX_LABEL_VALUE)], &[("big", 200 << 10)]));
+        bad(with(&[("app", MAX_LABEL_VALUE + 1)], &[]));
+        bad(with(&[("", 1)], &[]));
+        bad(with(&[], &[(&"k".repeat(MAX_METADATA_KEY + 1), 1)]));
+        let many: Vec<(String, usize)> = (0..20).map(|i| (format!("l{i}"), 4000)).collect();
+        let many: Vec<(&str, usize)> = many.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        bad(with(&many, &[]));
+        bad(with(&[], &[("a", 200 << 10), ("b", 100 << 10)]));
+    }
 }

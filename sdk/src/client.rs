@@ -17,9 +17,8 @@ use crate::config::RuntimeConfig;
 use crate::error::Result;
 use crate::transport::Endpoint;
 
-/// The largest message accepted from the server (exec output can reach
-/// 2 × 16 MiB).
-const MAX_MESSAGE: usize = 64 << 20;
+/// The largest message sent or accepted: the servers' own default.
+const MAX_MESSAGE: usize = libcrun_shim_proto::MAX_MESSAGE_BYTES;
 
 /// A connected channel and the settings that apply to every call.
 #[derive(Debug, Clone)]
@@ -33,7 +32,9 @@ pub(crate) struct Client {
 macro_rules! service {
     ($name:ident, $client:ident) => {
         pub(crate) fn $name(&self) -> $client<Channel> {
-            $client::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
+            $client::new(self.channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE)
         }
     };
 }

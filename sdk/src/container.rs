@@ -88,6 +88,32 @@ pub struct ContainerConfig {
     pub log_max_files: Option<u32>,
     /// OCI annotations added to the runtime spec.
     pub annotations: BTreeMap<String, String>,
+    /// The seccomp filter of the container's processes.
+    pub seccomp: SeccompProfile,
+    /// Run the processes with no_new_privs (setuid binaries do not raise
+    /// privileges). `None`: the runtime's default, on.
+    pub no_new_privileges: Option<bool>,
+}
+
+/// The seccomp filter of a container.
+///
+/// ```
+/// use libcrun_shim::SeccompProfile;
+/// let profile = SeccompProfile::Custom(r#"{"defaultAction": "SCMP_ACT_LOG"}"#.into());
+/// assert_ne!(profile, SeccompProfile::default());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompProfile {
+    /// The default profile (Docker's): calls outside an allowlist fail with
+    /// EPERM, and those only a capability makes safe need it.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile as JSON: an OCI `linux.seccomp` object or a Docker/Podman
+    /// `seccomp.json`.
+    Custom(String),
 }
 
 /// A mount added to a container.

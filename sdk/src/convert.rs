@@ -9,7 +9,7 @@ use libcrun_shim_proto::v1 as pb;
 
 use crate::container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit,
+    ResourceLimits, RestartPolicy, Rlimit, SeccompProfile,
 };
 use crate::error::{Error, Result};
 use crate::events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
@@ -164,6 +164,21 @@ pub(crate) fn container_config(config: ContainerConfig) -> Result<pb::ContainerC
         stop_signal: config.stop_signal.unwrap_or_default(),
         stop_timeout: config.stop_timeout.into_proto(),
         annotations: config.annotations.into_iter().collect(),
+        seccomp: Some(match config.seccomp {
+            SeccompProfile::Default => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Default as i32,
+                custom_json: String::new(),
+            },
+            SeccompProfile::Unconfined => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Unconfined as i32,
+                custom_json: String::new(),
+            },
+            SeccompProfile::Custom(json) => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Custom as i32,
+                custom_json: json,
+            },
+        }),
+        no_new_privileges: config.no_new_privileges,
     })
 }
 
@@ -225,6 +240,16 @@ impl IntoSdk<ContainerConfig> for pb::ContainerConfig {
             log_max_size: self.log_config.map(|l| l.max_size_bytes),
             log_max_files: self.log_config.map(|l| l.max_files),
             annotations: self.annotations.into_iter().collect(),
+            seccomp: match self.seccomp {
+                Some(s) if s.kind() == pb::seccomp_profile::Kind::Unconfined => {
+                    SeccompProfile::Unconfined
+                }
+                Some(s) if s.kind() == pb::seccomp_profile::Kind::Custom => {
+                    SeccompProfile::Custom(s.custom_json)
+                }
+                _ => SeccompProfile::Default,
+            },
+            no_new_privileges: self.no_new_privileges,
         }
     }
 }

@@ -59,7 +59,7 @@ pub use config::{
 };
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit,
+    ResourceLimits, RestartPolicy, Rlimit, SeccompProfile,
 };
 pub use error::{Error, Result};
 pub use events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};

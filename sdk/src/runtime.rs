@@ -293,7 +293,8 @@ impl ContainerRuntime {
         self.list_with(ListFilter::default()).await
     }
 
-    /// Lists the containers `filter` selects, oldest first.
+    /// Lists the containers `filter` selects, oldest first. The list comes
+    /// in batches (`ListStream`), so it has no size limit.
     ///
     /// ```no_run
     /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
@@ -309,8 +310,18 @@ impl ContainerRuntime {
             labels: filter.labels.into_iter().collect(),
             agent: filter.agent.unwrap_or_default(),
         });
-        let response = self.client.containers().list(request).await?;
-        Ok(response.into_inner().containers.into_sdk())
+        // In batches: a list of any size, whatever the message limit.
+        let mut batches = self
+            .client
+            .containers()
+            .list_stream(request)
+            .await?
+            .into_inner();
+        let mut containers = Vec::new();
+        while let Some(batch) = batches.message().await? {
+            containers.extend(batch.containers);
+        }
+        Ok(containers.into_sdk())
     }
 
     /// Everything known about a container, with its OCI runtime spec

@@ -29,6 +29,7 @@ impl Runtime {
     pub async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<Record> {
         let id = config.id.clone();
         ids::validate("container", &id)?;
+        config.check_metadata()?;
         {
             let exists = self
                 .containers

@@ -23,6 +23,24 @@ impl Containers {
         Containers { runtime }
     }
 
+    /// The containers a List request selects, for the wire.
+    fn listed(&self, r: pb::ListContainersRequest) -> Result<Vec<pb::Container>, Status> {
+        let filter = ListFilter {
+            statuses: r
+                .statuses
+                .iter()
+                .map(|s| convert::status_from_proto(*s))
+                .collect::<Result<_, _>>()?,
+            labels: r.labels.into_iter().collect(),
+        };
+        Ok(self
+            .runtime
+            .list(&filter)
+            .iter()
+            .map(|r| self.container(r))
+            .collect())
+    }
+
     fn container(&self, record: &Record) -> pb::Container {
         let execs = self
             .runtime
@@ -32,6 +50,11 @@ impl Containers {
         container_to_proto(record, execs)
     }
 }
+
+/// The answers of ListStream.
+pub type ListStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::ListContainersResponse, Status>> + Send>,
+>;
 
 /// Parses an optional signal name ("" means the default).
 fn signal(name: &str) -> Result<Option<i32>, Error> {
@@ -129,22 +152,22 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::ListContainersRequest>,
     ) -> RpcResult<pb::ListContainersResponse> {
-        let r = request.into_inner();
-        let filter = ListFilter {
-            statuses: r
-                .statuses
-                .iter()
-                .map(|s| convert::status_from_proto(*s))
-                .collect::<Result<_, _>>()?,
-            labels: r.labels.into_iter().collect(),
-        };
-        let containers = self
-            .runtime
-            .list(&filter)
-            .iter()
-            .map(|r| self.container(r))
-            .collect();
+        let containers = self.listed(request.into_inner())?;
         Ok(Response::new(pb::ListContainersResponse { containers }))
+    }
+
+    type ListStreamStream = ListStream;
+
+    async fn list_stream(
+        &self,
+        request: Request<pb::ListContainersRequest>,
+    ) -> RpcResult<ListStream> {
+        let batches = libcrun_shim_proto::serving::list_batches(self.listed(request.into_inner())?);
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            batches
+                .into_iter()
+                .map(|containers| Ok(pb::ListContainersResponse { containers })),
+        ))))
     }
 
     async fn inspect(

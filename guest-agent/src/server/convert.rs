@@ -10,7 +10,7 @@ use crate::logs::{LogEntry, LogQuery, Stream};
 use crate::model::{
     CapabilityChanges, ContainerConfig, ContainerMetrics, Event, EventDetails, EventFilter,
     EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount, NetworkMode,
-    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Status,
+    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Seccomp, Status,
 };
 use crate::spec;
 use crate::store::Record;
@@ -195,7 +195,29 @@ pub fn config_from_proto(c: pb::ContainerConfig) -> Result<ContainerConfig> {
             .map(|d| duration(d, "stop timeout"))
             .transpose()?,
         annotations: c.annotations.into_iter().collect(),
+        seccomp: seccomp_from_proto(c.seccomp)?,
+        no_new_privileges: c.no_new_privileges,
     })
+}
+
+/// A seccomp choice from the wire.
+fn seccomp_from_proto(s: Option<pb::SeccompProfile>) -> Result<Seccomp> {
+    use pb::seccomp_profile::Kind;
+    let Some(s) = s else {
+        return Ok(Seccomp::Default);
+    };
+    match Kind::try_from(s.kind) {
+        Ok(Kind::Unspecified | Kind::Default) => Ok(Seccomp::Default),
+        Ok(Kind::Unconfined) => Ok(Seccomp::Unconfined),
+        Ok(Kind::Custom) if !s.custom_json.is_empty() => Ok(Seccomp::Custom(s.custom_json)),
+        Ok(Kind::Custom) => Err(Error::InvalidArgument(
+            "seccomp: KIND_CUSTOM needs custom_json".into(),
+        )),
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "unknown seccomp profile kind {}",
+            s.kind
+        ))),
+    }
 }
 
 /// Resource limits from the wire.
@@ -308,6 +330,21 @@ pub fn config_to_proto(c: &ContainerConfig) -> pb::ContainerConfig {
         stop_signal: c.stop_signal.clone().unwrap_or_default(),
         stop_timeout: c.stop_timeout.map(proto_duration),
         annotations: c.annotations.clone().into_iter().collect(),
+        seccomp: Some(match &c.seccomp {
+            Seccomp::Default => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Default as i32,
+                custom_json: String::new(),
+            },
+            Seccomp::Unconfined => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Unconfined as i32,
+                custom_json: String::new(),
+            },
+            Seccomp::Custom(json) => pb::SeccompProfile {
+                kind: pb::seccomp_profile::Kind::Custom as i32,
+                custom_json: json.clone(),
+            },
+        }),
+        no_new_privileges: c.no_new_privileges,
     }
 }
 

@@ -6,6 +6,7 @@
 //! what it sets.
 
 pub mod image;
+pub mod seccomp;
 pub mod signal;
 pub mod user;
 
@@ -136,7 +137,18 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
     let mounts = merge_mounts(spec.mounts().as_deref().unwrap_or_default(), &config.mounts)?;
     spec.set_mounts(Some(mounts));
 
+    // Filtered as the capabilities the container ends up with allow.
+    let bounding: Vec<Capability> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .map(|set| set.into_iter().collect())
+        .unwrap_or_default();
+    let filter = seccomp::filter(&config.seccomp, &bounding)?;
+
     let linux = spec.linux_mut().get_or_insert_with(Linux::default);
+    linux.set_seccomp(filter);
     let namespaces = linux.namespaces_mut().get_or_insert_with(Vec::new);
     match config.network {
         NetworkMode::None => {
@@ -284,6 +296,9 @@ fn configure_process(
         &config.capabilities,
     )?;
     process.set_capabilities(Some(capabilities));
+    if let Some(no_new_privileges) = config.no_new_privileges {
+        process.set_no_new_privileges(Some(no_new_privileges));
+    }
     Ok(())
 }
 

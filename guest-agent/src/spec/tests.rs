@@ -790,3 +790,35 @@ fn annotations_merge_over_the_base() {
 fn parse_base_rejects_garbage() {
     assert!(matches!(parse_base("{"), Err(Error::Internal(_))));
 }
+
+#[test]
+fn seccomp_default_unconfined_custom_and_no_new_privileges() {
+    use crate::model::Seccomp;
+    let spec = build_in(&config()).unwrap();
+    let filter = linux(&spec).seccomp().clone().expect("a filter by default");
+    assert_eq!(
+        filter.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    assert_eq!(
+        process(&spec).no_new_privileges(),
+        Some(true),
+        "crun's default kept"
+    );
+
+    let mut c = config();
+    c.seccomp = Seccomp::Unconfined;
+    c.no_new_privileges = Some(false);
+    let spec = build_in(&c).unwrap();
+    assert!(linux(&spec).seccomp().is_none());
+    assert_eq!(process(&spec).no_new_privileges(), Some(false));
+
+    c.seccomp = Seccomp::Custom(r#"{"defaultAction": "SCMP_ACT_LOG"}"#.into());
+    let spec = build_in(&c).unwrap();
+    assert_eq!(
+        linux(&spec).seccomp().as_ref().unwrap().default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActLog
+    );
+    c.seccomp = Seccomp::Custom("not json".into());
+    invalid_argument(build_in(&c), "seccomp profile");
+}

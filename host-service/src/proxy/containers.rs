@@ -109,46 +109,24 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::ListContainersRequest>,
     ) -> RpcResult<pb::ListContainersResponse> {
-        let agents = self.0.pool.select(&request.get_ref().agent)?;
-        let calls = agents.iter().map(|agent| {
-            let mut client = agent.containers();
-            let r = super::forward_as(&request, request.get_ref().clone());
-            async move { (agent, client.list(r).await) }
-        });
-        let mut containers = Vec::new();
-        let mut unreachable = Vec::new();
-        for (agent, result) in futures::future::join_all(calls).await {
-            match answer(agent, result) {
-                Ok(r) => {
-                    for mut c in r.containers {
-                        self.0.pool.remember(&c.id, &agent.name);
-                        c.agent = agent.name.clone();
-                        containers.push(c);
-                    }
-                }
-                Err(s) if s.code() == tonic::Code::Unavailable => {
-                    unreachable.push(agent.name.clone())
-                }
-                Err(s) => return Err(s),
-            }
-        }
-        if !unreachable.is_empty() && unreachable.len() == agents.len() {
-            return Err(Status::unavailable(format!(
-                "no agent is reachable ({})",
-                unreachable.join(", ")
-            )));
-        }
-        containers.sort_by(|a, b| {
-            let t = |c: &pb::Container| c.created_at.map(|t| (t.seconds, t.nanos));
-            t(a).cmp(&t(b)).then_with(|| a.id.cmp(&b.id))
-        });
+        let (containers, unreachable) = self.gather(&request).await?;
         let mut response = Response::new(pb::ListContainersResponse { containers });
-        if !unreachable.is_empty() {
-            // Partial answers say which agents are missing from them.
-            if let Ok(v) = unreachable.join(",").parse() {
-                response.metadata_mut().insert("x-unavailable-agents", v);
-            }
-        }
+        mark_unreachable(&mut response, &unreachable);
+        Ok(response)
+    }
+
+    type ListStreamStream = ListStream;
+
+    async fn list_stream(
+        &self,
+        request: Request<pb::ListContainersRequest>,
+    ) -> RpcResult<ListStream> {
+        let (containers, unreachable) = self.gather(&request).await?;
+        let batches = libcrun_shim_proto::serving::list_batches(containers)
+            .into_iter()
+            .map(|containers| Ok(pb::ListContainersResponse { containers }));
+        let mut response = Response::new(Box::pin(futures::stream::iter(batches)) as ListStream);
+        mark_unreachable(&mut response, &unreachable);
         Ok(response)
     }
 
@@ -178,7 +156,64 @@ impl ContainerService for Containers {
     }
 }
 
+/// The answers of ListStream.
+pub type ListStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ListContainersResponse, Status>> + Send>,
+>;
+
+/// Names the agents a merged answer misses in its metadata.
+fn mark_unreachable<T>(response: &mut Response<T>, unreachable: &[String]) {
+    if !unreachable.is_empty()
+        && let Ok(v) = unreachable.join(",").parse()
+    {
+        response.metadata_mut().insert("x-unavailable-agents", v);
+    }
+}
+
 impl Containers {
+    /// The merged list of the agents a List request selects, oldest first,
+    /// each container stamped with its agent, and the agents that could not
+    /// be reached (UNAVAILABLE when none could). Each agent's list comes
+    /// through its ListStream, so no agent's list is bound by one message.
+    async fn gather(
+        &self,
+        request: &Request<pb::ListContainersRequest>,
+    ) -> Result<(Vec<pb::Container>, Vec<String>), Status> {
+        let agents = self.0.pool.select(&request.get_ref().agent)?;
+        let calls = agents.iter().map(|agent| {
+            let r = forward_as(request, request.get_ref().clone());
+            async move { (agent, agent.list(r).await) }
+        });
+        let mut containers = Vec::new();
+        let mut unreachable = Vec::new();
+        for (agent, result) in futures::future::join_all(calls).await {
+            match result {
+                Ok(list) => {
+                    for mut c in list {
+                        self.0.pool.remember(&c.id, &agent.name);
+                        c.agent = agent.name.clone();
+                        containers.push(c);
+                    }
+                }
+                Err(s) if s.code() == tonic::Code::Unavailable => {
+                    unreachable.push(agent.name.clone())
+                }
+                Err(s) => return Err(s),
+            }
+        }
+        if !unreachable.is_empty() && unreachable.len() == agents.len() {
+            return Err(Status::unavailable(format!(
+                "no agent is reachable ({})",
+                unreachable.join(", ")
+            )));
+        }
+        containers.sort_by(|a, b| {
+            let t = |c: &pb::Container| c.created_at.map(|t| (t.seconds, t.nanos));
+            t(a).cmp(&t(b)).then_with(|| a.id.cmp(&b.id))
+        });
+        Ok((containers, unreachable))
+    }
+
     /// The agent a Create goes to: the one named, else the least loaded;
     /// for a container of an image, the least loaded of the agents that
     /// hold the image (images are pulled to one agent).
