@@ -20,9 +20,24 @@
 //!   directory: whiteouts remove what lower layers left.
 //!
 //! Ownership, modes (setuid bits too), modification times, extended
-//! attributes (PAX `SCHILY.xattr.*`), hard links, symlinks, devices and
-//! FIFOs are kept. A layer's own `trusted.overlay.*` attributes are dropped:
-//! they would steer the overlay mount.
+//! attributes (PAX `SCHILY.xattr.*`), hard links, symlinks and FIFOs are
+//! kept. A layer's own `trusted.overlay.*` attributes are dropped: they
+//! would steer the overlay mount.
+//!
+//! # Device nodes
+//!
+//! The store is on the host, so a device node a layer holds would be a
+//! real device there (a 0666 `/dev/mem` look-alike, reachable by whoever
+//! reaches the store). Only devices that every user of any Linux host may
+//! already open are kept as nodes: the ones a container's device cgroup
+//! allows by default (null, zero, full, random, urandom, tty, ptmx), and
+//! the 0/0 character device, which is no device (overlayfs whiteouts).
+//! Any other is stored inert, as rootless stores do: an empty regular file
+//! of mode 0 whose `user.containers.override_stat` attribute records what
+//! it was (`UID:GID:MODE:char-MAJOR-MINOR`, containers/storage's form, so
+//! tools that present such files as devices, like fuse-overlayfs, can).
+//! Inside the container such a path is that empty file; the container's
+//! own `/dev` is made by the runtime, not taken from the image.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -72,7 +87,26 @@ pub struct Unpacked {
     /// Extended attributes that could not be kept: refused by the file
     /// system, or `trusted.overlay.*` ones from the layer.
     pub xattrs_skipped: u64,
+    /// Device nodes stored inert (see the module's documentation).
+    pub devices_inert: u64,
 }
+
+/// The attribute an inert device node records itself in.
+pub const OVERRIDE_STAT_XATTR: &str = "user.containers.override_stat";
+
+/// Character devices kept as nodes: (major, minor) of null, zero, full,
+/// random, urandom, tty and ptmx, which every host's `/dev` offers to all
+/// users, and 0/0, no device at all.
+const HARMLESS_DEVICES: &[(u64, u64)] = &[
+    (0, 0),
+    (1, 3),
+    (1, 5),
+    (1, 7),
+    (1, 8),
+    (1, 9),
+    (5, 0),
+    (5, 2),
+];
 
 /// Wraps a layer blob in the decompressor its media type names: gzip,
 /// zstd, or none (`…tar`). Other media types are [`Error::BadContent`].
@@ -211,7 +245,7 @@ impl Applier {
         let name = path
             .file_name()
             .expect("a normalised path has a last component");
-        let meta = read_meta(entry)?;
+        let mut meta = read_meta(entry)?;
         // Whatever is there is replaced, but a directory over a directory
         // merges.
         let existing = lstat_at(parent, name);
@@ -224,22 +258,11 @@ impl Applier {
                 })?;
             }
         }
-        let file_mode = FileMode::from_bits_truncate(meta.mode & 0o7777);
         let at = |e: Errno| Error::io(format!("unpacking {}", path.display()), e.into());
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let fd = openat(
-                    parent,
-                    name,
-                    OFlag::O_WRONLY
-                        | OFlag::O_CREAT
-                        | OFlag::O_EXCL
-                        | OFlag::O_NOFOLLOW
-                        | OFlag::O_CLOEXEC,
-                    FileMode::from_bits_truncate(0o600),
-                )
-                .map_err(at)?;
-                let mut file = std::fs::File::from(fd);
+                let mut file =
+                    create_new(parent, name, FileMode::from_bits_truncate(0o600)).map_err(at)?;
                 loop {
                     let n = match entry.read(&mut self.buffer) {
                         Ok(0) => break,
@@ -290,14 +313,50 @@ impl Applier {
                 // A hard link shares its target's metadata: nothing to set.
                 return Ok(true);
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let (kind, dev) = match kind {
-                    EntryType::Char => (SFlag::S_IFCHR, device(entry)?),
-                    EntryType::Block => (SFlag::S_IFBLK, device(entry)?),
-                    _ => (SFlag::S_IFIFO, 0),
-                };
-                mknodat(parent, name, kind, FileMode::from_bits_truncate(0o600), dev)
+            EntryType::Char | EntryType::Block => {
+                let (major, minor) = device(entry)?;
+                let char = matches!(kind, EntryType::Char);
+                if char && HARMLESS_DEVICES.contains(&(major, minor)) {
+                    let dev = makedev(major, minor);
+                    mknodat(
+                        parent,
+                        name,
+                        SFlag::S_IFCHR,
+                        FileMode::from_bits_truncate(0o600),
+                        dev,
+                    )
                     .map_err(at)?;
+                } else {
+                    // Inert: an empty file, root's and of mode 0 (set
+                    // below), recording what it was.
+                    let record = format!(
+                        "{}:{}:{:04o}:{}-{major}-{minor}",
+                        meta.uid,
+                        meta.gid,
+                        meta.mode & 0o7777,
+                        if char { "char" } else { "block" }
+                    );
+                    tracing::debug!(path = %path.display(), %record, "device node stored inert");
+                    drop(create_new(parent, name, FileMode::empty()).map_err(at)?);
+                    meta = Meta {
+                        mode: 0,
+                        uid: 0,
+                        gid: 0,
+                        mtime: meta.mtime,
+                        xattrs: vec![(OVERRIDE_STAT_XATTR.into(), record.into_bytes())],
+                    };
+                    self.done.devices_inert += 1;
+                }
+            }
+            EntryType::Fifo => {
+                mknodat(
+                    parent,
+                    name,
+                    SFlag::S_IFIFO,
+                    FileMode::from_bits_truncate(0o600),
+                    0,
+                )
+                .map_err(at)?;
             }
             other => {
                 return Err(unsafe_entry(
@@ -306,6 +365,7 @@ impl Applier {
                 ));
             }
         }
+        let file_mode = FileMode::from_bits_truncate(meta.mode & 0o7777);
         let is_symlink = matches!(kind, EntryType::Symlink);
         fchownat(
             parent,
@@ -639,17 +699,28 @@ fn id(raw: u64) -> u32 {
     u32::try_from(raw).unwrap_or(u32::MAX - 1)
 }
 
-/// A device entry's number.
-fn device<R: Read>(entry: &tar::Entry<'_, R>) -> Result<libc::dev_t> {
+/// A device entry's (major, minor).
+fn device<R: Read>(entry: &tar::Entry<'_, R>) -> Result<(u64, u64)> {
     let header = entry.header();
     let major = header.device_major().ok().flatten();
     let minor = header.device_minor().ok().flatten();
     match (major, minor) {
-        (Some(major), Some(minor)) => Ok(makedev(major.into(), minor.into())),
+        (Some(major), Some(minor)) => Ok((major.into(), minor.into())),
         _ => Err(Error::BadContent(
             "a device entry without a device number".to_string(),
         )),
     }
+}
+
+/// Creates `name` in `dir`, a new regular file (never through a symlink).
+fn create_new(dir: BorrowedFd<'_>, name: &OsStr, mode: FileMode) -> nix::Result<std::fs::File> {
+    openat(
+        dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        mode,
+    )
+    .map(std::fs::File::from)
 }
 
 /// The entry's file status, without following it; `None` when absent.

@@ -359,3 +359,47 @@ fn compressed_layers_round_trip() {
         Err(Error::BadContent(_))
     ));
 }
+
+/// A layer's device nodes are inert on the host: a 0666 `/dev/mem`-like
+/// node and a block device become empty mode-0 files recording what they
+/// were; devices every host offers to all users stay nodes.
+#[test]
+fn device_nodes_are_stored_inert() {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, major, minor) in [
+        ("dev/mem", tar::EntryType::Char, 1, 1),
+        ("dev/sda", tar::EntryType::Block, 8, 0),
+        ("dev/null", tar::EntryType::Char, 1, 3),
+    ] {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(0o666);
+        header.set_uid(0);
+        header.set_gid(6);
+        header.set_size(0);
+        header.set_mtime(1_600_000_000);
+        header.set_device_major(major).unwrap();
+        header.set_device_minor(minor).unwrap();
+        header.set_path(path).unwrap();
+        header.set_cksum();
+        builder.append(&header, &[][..]).unwrap();
+    }
+    let layer = builder.into_inner().unwrap();
+    for mode in [Mode::Overlay, Mode::Flatten] {
+        let dir = tempfile::tempdir().unwrap();
+        let done = apply_layer(&layer[..], dir.path(), mode).unwrap();
+        assert_eq!(done.devices_inert, 2, "{mode:?}");
+        for (name, record) in [("mem", "0:6:0666:char-1-1"), ("sda", "0:6:0666:block-8-0")] {
+            let path = dir.path().join("dev").join(name);
+            let meta = fs::symlink_metadata(&path).unwrap();
+            assert!(meta.file_type().is_file(), "{name} is no device");
+            assert_eq!((meta.len(), meta.mode() & 0o7777), (0, 0), "{name}");
+            if let Ok(Some(value)) = xattr::get(&path, "user.containers.override_stat") {
+                assert_eq!(value, record.as_bytes(), "{name}");
+            }
+        }
+        let null = fs::symlink_metadata(dir.path().join("dev/null")).unwrap();
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
+    }
+}

@@ -181,6 +181,51 @@ pub struct ContainerArgs {
     /// Grace period after start during which failures do not count.
     #[arg(long, value_name = "DURATION")]
     pub health_start_period: Option<String>,
+    /// A security option: seccomp=unconfined, seccomp=PROFILE.json (an OCI
+    /// or Docker seccomp profile), no-new-privileges[=true|false].
+    #[arg(long = "security-opt", value_name = "OPT", value_parser = security_opt)]
+    pub security_opts: Vec<SecurityOpt>,
+    /// Add a capability to the default set (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (ALL drops every one).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+}
+
+/// A `--security-opt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecurityOpt {
+    /// `seccomp=unconfined` or `seccomp=FILE` (the file's JSON).
+    Seccomp(libcrun_shim::SeccompProfile),
+    /// `no-new-privileges[=BOOL]`.
+    NoNewPrivileges(bool),
+}
+
+/// Parses a `--security-opt` (`=` or Docker's older `:` between the key
+/// and its value); a seccomp profile file is read here.
+fn security_opt(text: &str) -> Result<SecurityOpt, String> {
+    let (key, value) = match text.split_once(['=', ':']) {
+        Some((k, v)) => (k, Some(v)),
+        None => (text, None),
+    };
+    match (key, value) {
+        ("seccomp", Some("unconfined")) => Ok(SecurityOpt::Seccomp(
+            libcrun_shim::SeccompProfile::Unconfined,
+        )),
+        ("seccomp", Some(path)) if !path.is_empty() => std::fs::read_to_string(path)
+            .map(|json| SecurityOpt::Seccomp(libcrun_shim::SeccompProfile::Custom(json)))
+            .map_err(|e| format!("reading the seccomp profile {path}: {e}")),
+        ("no-new-privileges", None) => Ok(SecurityOpt::NoNewPrivileges(true)),
+        ("no-new-privileges", Some(v)) => v
+            .parse()
+            .map(SecurityOpt::NoNewPrivileges)
+            .map_err(|_| format!("no-new-privileges={v}: expected true or false")),
+        _ => Err(
+            "expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges[=true|false]"
+                .to_string(),
+        ),
+    }
 }
 
 /// `create`.

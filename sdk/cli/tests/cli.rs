@@ -428,3 +428,108 @@ fn pull_images_run_an_image_and_rmi() {
     assert_ne!(output.status.code(), Some(0));
     assert_eq!(text(&output.stderr).lines().count(), 1, "one line");
 }
+
+/// `stop` of several containers stops them at once, as Docker does: six
+/// containers that ignore SIGTERM, each SIGKILLed after `-t 2`, stop in
+/// about 2 s, not 12.
+#[test]
+fn stop_of_many_containers_runs_concurrently() {
+    let e = env();
+    let names: Vec<String> = (0..6).map(|i| format!("many{i}")).collect();
+    for name in &names {
+        e.detached(
+            name,
+            &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+        );
+    }
+    let mut args = vec!["stop", "-t", "2"];
+    args.extend(names.iter().map(String::as_str));
+    let started = Instant::now();
+    let out = e.ok(&args);
+    let took = started.elapsed();
+    assert_eq!(
+        out,
+        names.iter().map(|n| format!("{n}\n")).collect::<String>()
+    );
+    assert!(took < Duration::from_secs(8), "stop took {took:?}");
+    let mut rm = vec!["rm"];
+    rm.extend(names.iter().map(String::as_str));
+    e.ok(&rm);
+}
+
+/// Seccomp in real containers: the default profile filters (a call it
+/// does not allow fails with EPERM even with the capability it needs),
+/// `seccomp=unconfined` removes the filter, a custom profile (OCI or
+/// Docker form) applies, and no-new-privileges can be turned off.
+#[test]
+fn seccomp_by_default_unconfined_or_custom() {
+    let e = env();
+    let rootfs = e.rootfs();
+    let run = |opts: &[&str], script: &str| -> (String, String) {
+        let mut args = vec!["run", "--rm", "--rootfs", &rootfs];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        let out = e.run(&args);
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let status = "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status";
+    let (out, _) = run(&[], status);
+    assert!(out.contains("Seccomp:\t2"), "filtered by default: {out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    // swapoff is no call of the default profile, even with CAP_SYS_ADMIN.
+    let swapoff = "busybox swapoff /nonexistent";
+    let (_, err) = run(&["--cap-add", "SYS_ADMIN"], swapoff);
+    assert!(err.contains("Operation not permitted"), "{err}");
+
+    let unconfined = [
+        "--security-opt",
+        "seccomp=unconfined",
+        "--cap-add",
+        "SYS_ADMIN",
+    ];
+    let (out, _) = run(&unconfined, status);
+    assert!(out.contains("Seccomp:\t0"), "{out}");
+    let (_, err) = run(&unconfined, swapoff);
+    assert!(
+        !err.contains("Operation not permitted") && err.contains("swapoff"),
+        "the kernel answers, not the filter: {err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let oci = dir.path().join("oci.json");
+    std::fs::write(
+        &oci,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let docker = dir.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                          "includes": {"arches": ["amd64", "arm64"]}}]}"#,
+    )
+    .unwrap();
+    for profile in [&oci, &docker] {
+        let opt = format!("seccomp={}", profile.display());
+        let (_, err) = run(&["--security-opt", &opt], "mkdir /tmp/made && echo made");
+        assert!(err.contains("Operation not permitted"), "{opt}: {err}");
+    }
+    let (out, _) = run(&["--security-opt", "no-new-privileges=false"], status);
+    assert!(out.contains("NoNewPrivs:\t0"), "{out}");
+    let bad = e.run(&[
+        "run",
+        "--rm",
+        "--rootfs",
+        &rootfs,
+        "--security-opt",
+        "seccomp=/nonexistent.json",
+        "true",
+    ]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+}

@@ -8,26 +8,53 @@ use futures::StreamExt;
 use libcrun_shim::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus, HealthCheck, HealthStatus,
     ListFilter, LogOptions, Mount, NetworkMode, OutputStream, ResourceLimits, RestartPolicy,
+    SeccompProfile,
 };
 
 use super::{CliError, Result, key_value, key_values, parse_duration, parse_size};
-use crate::args::{ContainerArgs, CreateArgs, Format, PsArgs, RunArgs, StopArgs};
+use crate::args::{ContainerArgs, CreateArgs, Format, PsArgs, RunArgs, SecurityOpt, StopArgs};
 use crate::output::{Table, ago, duration, print_json, truncate};
 
-/// Runs `action` on each id, printing the id when it succeeds and one
-/// line per failure; fails when any did.
+/// How many containers a command over several ids acts on at once.
+/// Docker's CLI runs them all in parallel; a bound keeps `stop $(ps -q)`
+/// of thousands from opening thousands of streams at once.
+pub const PARALLEL: usize = 32;
+
+/// Runs `action` on each id, [`PARALLEL`] at a time, and hands each
+/// result to `report` in the order the ids were given, as soon as it and
+/// those before it are done.
+pub async fn concurrently<T, F, Fut>(
+    ids: Vec<String>,
+    action: F,
+    mut report: impl FnMut(String, libcrun_shim::Result<T>),
+) where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = libcrun_shim::Result<T>>,
+{
+    let mut results = futures::stream::iter(ids)
+        .map(|id| {
+            let done = action(id.clone());
+            async move { (id, done.await) }
+        })
+        .buffered(PARALLEL);
+    while let Some((id, result)) = results.next().await {
+        report(id, result);
+    }
+}
+
+/// Runs `action` on each id (see [`concurrently`]), printing the id when
+/// it succeeds and one line per failure; fails when any did.
 pub async fn each<F, Fut>(ids: Vec<String>, action: F) -> Result
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = libcrun_shim::Result<()>>,
 {
     let mut code = 0;
-    for id in ids {
-        match action(id.clone()).await {
-            Ok(()) => println!("{id}"),
-            Err(e) => code = super::report(&CliError::from(e)),
-        }
-    }
+    concurrently(ids, action, |id, result| match result {
+        Ok(()) => println!("{id}"),
+        Err(e) => code = super::report(&CliError::from(e)),
+    })
+    .await;
     Ok(code)
 }
 
@@ -90,6 +117,14 @@ fn config(
         .collect::<Result<Vec<_>>>()?;
     // The daemon resolves no relative path: make it absolute here.
     let rootfs = root.0.map(std::path::absolute).transpose()?;
+    let mut seccomp = SeccompProfile::Default;
+    let mut no_new_privileges = None;
+    for option in args.security_opts {
+        match option {
+            SecurityOpt::Seccomp(profile) => seccomp = profile,
+            SecurityOpt::NoNewPrivileges(on) => no_new_privileges = Some(on),
+        }
+    }
     Ok(ContainerConfig {
         id,
         rootfs: rootfs.unwrap_or_default(),
@@ -113,6 +148,10 @@ fn config(
         read_only_rootfs: args.read_only,
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout.map(Duration::from_secs),
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        seccomp,
+        no_new_privileges,
         ..Default::default()
     })
 }
@@ -314,20 +353,25 @@ pub async fn ps(rt: &ContainerRuntime, a: PsArgs) -> Result {
 
 /// `inspect`: a JSON array, the OCI spec embedded as JSON.
 pub async fn inspect(rt: &ContainerRuntime, ids: Vec<String>) -> Result {
-    let mut all = Vec::new();
+    let mut found = Vec::new();
     let mut code = 0;
-    for id in ids {
-        match rt.inspect(&id).await {
-            Ok(mut info) => {
-                let spec = info.oci_spec_json.take();
-                let mut value = serde_json::to_value(&info)?;
-                if let Some(spec) = spec {
-                    value["oci_spec"] = serde_json::from_str(&spec)?;
-                }
-                all.push(value);
-            }
+    concurrently(
+        ids,
+        |id| async move { rt.inspect(&id).await },
+        |_, result| match result {
+            Ok(info) => found.push(info),
             Err(e) => code = super::report(&e.into()),
+        },
+    )
+    .await;
+    let mut all = Vec::new();
+    for mut info in found {
+        let spec = info.oci_spec_json.take();
+        let mut value = serde_json::to_value(&info)?;
+        if let Some(spec) = spec {
+            value["oci_spec"] = serde_json::from_str(&spec)?;
         }
+        all.push(value);
     }
     print_json(&all)?;
     Ok(code)
@@ -336,14 +380,17 @@ pub async fn inspect(rt: &ContainerRuntime, ids: Vec<String>) -> Result {
 /// `wait`: prints each exit code; exits with the last.
 pub async fn wait(rt: &ContainerRuntime, ids: Vec<String>) -> Result {
     let mut code = 0;
-    for id in ids {
-        match rt.wait(&id).await {
+    concurrently(
+        ids,
+        |id| async move { rt.wait(&id).await },
+        |_, result| match result {
             Ok(exit) => {
                 println!("{}", exit.exit_code);
                 code = exit.exit_code;
             }
             Err(e) => code = super::report(&e.into()),
-        }
-    }
+        },
+    )
+    .await;
     Ok(code)
 }
