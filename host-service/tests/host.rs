@@ -74,7 +74,31 @@ fn local_host(root: &std::path::Path, env: &[(&str, &str)]) -> HostProcess {
     .expect("host")
 }
 
-/// Waits until `f` holds, polling.
+/// The pids of the `crun-shim-agent` processes serving state root `root`.
+fn agent_pids(root: &std::path::Path) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            let argv0 = cmd.split('\0').next().unwrap_or_default();
+            argv0.ends_with("crun-shim-agent") && cmd.contains(&*root.to_string_lossy())
+        })
+        .collect()
+}
+
+/// A daemon over agent `a` (named "a"), with more arguments.
+fn host_of(a: &AgentProcess, args: &[&str]) -> HostProcess {
+    let mut all = vec![
+        "--agent".to_string(),
+        format!("a=unix://{}", a.socket().display()),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    HostProcess::start(&binary("crun-shimd"), &all).expect("host")
+}
+
 /// A daemon over agents `a` and `b`, once both are ready.
 async fn host_of_two(a: &AgentProcess, b: &AgentProcess) -> HostProcess {
     let host = HostProcess::start(
@@ -282,16 +306,8 @@ async fn a_local_agent_started_and_supervised() {
     // Kill the local agent: the daemon brings it back, the container lives.
     let info = system.info(pb::InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.agents.len(), 1);
-    let agent_pid = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            let argv0 = cmd.split('\0').next().unwrap_or_default();
-            argv0.ends_with("crun-shim-agent") && cmd.contains(&*root.path().to_string_lossy())
-        })
+    let agent_pid = *agent_pids(root.path())
+        .first()
         .expect("local agent process");
     // SAFETY: kills the agent this test's daemon started.
     unsafe { libc::kill(agent_pid, libc::SIGKILL) };
@@ -319,19 +335,101 @@ async fn a_local_agent_started_and_supervised() {
     assert!(host.log().contains("local agent exited"), "{}", host.log());
 }
 
+/// crun-shimd SIGKILLed and started again: the agent it left running is
+/// adopted, never doubled, so the root keeps one journal sequence and
+/// one owner of its containers.
+#[tokio::test]
+async fn a_restarted_daemon_adopts_the_agent_it_left_running() {
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let mut host = local_host(root.path(), &[]);
+    local_ready(&host).await;
+    let mut containers = ContainerServiceClient::new(host.channel().await);
+    // Keeps exiting and being restarted: the work two agents would both do.
+    let mut c = config(&rootfs, "again", "sleep 0.5; exit 3");
+    c.restart_policy = Some(pb::RestartPolicy {
+        kind: pb::restart_policy::Kind::Always as i32,
+        max_retries: 0,
+    });
+    run(&mut containers, c, "").await;
+    let before = agent_pids(root.path());
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    host.kill();
+    host.restart().expect("the daemon back");
+    local_ready(&host).await;
+    let channel = host.channel().await;
+    let mut containers = ContainerServiceClient::new(channel.clone());
+    // Let restarts happen under the new daemon.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(agent_pids(root.path()), before, "{}", host.log());
+    assert!(host.log().contains("adopting"), "{}", host.log());
+
+    // One journal: every sequence once, in order.
+    let mut events = EventServiceClient::new(channel)
+        .subscribe(pb::SubscribeEventsRequest {
+            since_sequence: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sequences = Vec::new();
+    while let Ok(Ok(Some(e))) =
+        tokio::time::timeout(Duration::from_millis(500), events.message()).await
+    {
+        sequences.push(e.sequence);
+    }
+    assert!(sequences.len() > 4, "{sequences:?}");
+    assert!(
+        sequences.windows(2).all(|w| w[1] == w[0] + 1),
+        "one sequence: {sequences:?}"
+    );
+
+    // Still visible and removable, and gone once removed.
+    let listed = containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(
+        listed.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["again"]
+    );
+    containers
+        .delete(pb::DeleteContainerRequest {
+            id: "again".into(),
+            force: true,
+        })
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let err = containers
+        .inspect(pb::InspectContainerRequest { id: "again".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "not brought back: {err:?}");
+    let alive = std::fs::read_dir(root.path().join("libcrun"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(alive, 0, "no container left in libcrun's state");
+}
+
+/// Waits until the daemon reports its local agent ready.
+async fn local_ready(host: &HostProcess) {
+    let system = SystemServiceClient::new(host.channel().await);
+    until("the local agent ready", || {
+        let mut system = system.clone();
+        async move { agent_state(&mut system, "local").await == pb::AgentState::Ready }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn oversized_and_bad_requests_get_errors_not_crashes() {
     let a = agent();
-    let host = HostProcess::start(
-        &binary("crun-shimd"),
-        &[
-            "--agent".into(),
-            format!("a=unix://{}", a.socket().display()),
-            "--max-message-bytes".into(),
-            "4096".into(),
-        ],
-    )
-    .expect("host");
+    let host = host_of(&a, &["--max-message-bytes", "4096"]);
     let mut containers = ContainerServiceClient::new(host.channel().await);
     let mut big = pb::ContainerConfig {
         id: "big".into(),
@@ -590,4 +688,243 @@ async fn images_through_the_host() {
         .unwrap()
         .into_inner();
     assert!(std::path::Path::new(&rootfs.path).starts_with(b.root()));
+}
+
+/// The daemon's socket directory: an existing one keeps its mode (a 1777
+/// directory stays 1777), an unsafe one (0777, no sticky bit) is refused.
+#[test]
+fn an_existing_socket_directory_is_left_alone_or_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let daemon = |dir: &std::path::Path| {
+        let mut child = std::process::Command::new(binary("crun-shimd"))
+            .arg("--socket")
+            .arg(dir.join("d.sock"))
+            .args(["--agent", "a=unix:///nonexistent/agent.sock"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let exited = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if dir.join("d.sock").exists() || std::time::Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        (exited, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let mode = |dir: &std::path::Path| {
+        std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(dir).unwrap()) & 0o7777
+    };
+
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (exited, log) = daemon(&shared);
+    assert_eq!(exited, None, "serves in a sticky shared directory: {log}");
+    assert_eq!(mode(&shared), 0o1777, "left alone");
+
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (exited, log) = daemon(&open);
+    assert!(exited.is_some_and(|s| !s.success()), "refused: {log}");
+    assert!(log.contains("writable by others"), "{log}");
+    assert_eq!(mode(&open), 0o777, "refused, not changed");
+}
+
+/// An agent killed while a call waits on it: the caller gets UNAVAILABLE
+/// naming the agent, not a bare INTERNAL "transport error".
+#[tokio::test]
+async fn an_agent_dying_mid_call_is_unavailable_naming_it() {
+    let mut a = agent();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let host = host_of(&a, &[]);
+    let mut containers = ContainerServiceClient::new(host.channel().await);
+    run(&mut containers, config(&rootfs, "waited", "sleep 600"), "a").await;
+    let mut waiter = containers.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .wait(pb::WaitContainerRequest {
+                id: "waited".into(),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    let err = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the wait ends")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("agent a"), "{err:?}");
+}
+
+/// One message limit end to end, and lists of any size: an 8 MB Create
+/// passes the daemon and the agent alike; with a 4 MiB limit, seven
+/// containers of 700 KB each are too many for one List message, and
+/// ListStream returns them all, in order, in messages under the limit.
+#[tokio::test]
+async fn one_message_limit_and_lists_of_any_size() {
+    let a = agent();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let host = host_of(&a, &[]);
+    let mut containers = ContainerServiceClient::new(host.channel().await)
+        .max_encoding_message_size(usize::MAX)
+        .max_decoding_message_size(usize::MAX);
+    let mut big = config(&rootfs, "big", "true");
+    big.env = vec![format!("X={}", "y".repeat(8_000_000))];
+    create(&mut containers, big, "")
+        .await
+        .expect("what the daemon accepts, the agent accepts");
+    containers
+        .delete(pb::DeleteContainerRequest {
+            id: "big".into(),
+            force: true,
+        })
+        .await
+        .unwrap();
+    drop(host);
+
+    let host = host_of(&a, &["--max-message-bytes", &(4 << 20).to_string()]);
+    let mut containers =
+        ContainerServiceClient::new(host.channel().await).max_decoding_message_size(usize::MAX);
+    let ids: Vec<String> = (0..7).map(|i| format!("wide{i}")).collect();
+    for id in &ids {
+        let mut c = config(&rootfs, id, "true");
+        c.env = vec![format!("X={}", "y".repeat(700_000))];
+        create(&mut containers, c, "").await.expect("create");
+    }
+    let err = containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let mut stream = containers
+        .list_stream(pb::ListContainersRequest::default())
+        .await
+        .expect("ListStream")
+        .into_inner();
+    let mut listed = Vec::new();
+    while let Some(batch) = stream.message().await.expect("a batch") {
+        use prost::Message;
+        assert!(batch.encoded_len() < 4 << 20);
+        listed.extend(batch.containers.into_iter().map(|c| (c.id, c.agent)));
+    }
+    let expected: Vec<(String, String)> = ids.iter().map(|id| (id.clone(), "a".into())).collect();
+    assert_eq!(listed, expected);
+    for id in ids {
+        containers
+            .delete(pb::DeleteContainerRequest { id, force: true })
+            .await
+            .unwrap();
+    }
+}
+
+/// Hostile input through the daemon, one row each: INVALID_ARGUMENT, and
+/// nothing left on the agent (no record, bundle or libcrun state).
+#[tokio::test]
+async fn hostile_input_table() {
+    let a = agent();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let host = host_of(&a, &[]);
+    let mut containers = ContainerServiceClient::new(host.channel().await);
+    type Change = Box<dyn Fn(&mut pb::ContainerConfig)>;
+    let map = |n: usize, len: usize| -> std::collections::HashMap<String, String> {
+        (0..n).map(|i| (format!("k{i}"), "v".repeat(len))).collect()
+    };
+    let labels = move |n, len| -> Change { Box::new(move |c| c.labels = map(n, len)) };
+    let annotations = move |n, len| -> Change { Box::new(move |c| c.annotations = map(n, len)) };
+    let seccomp = |kind: pb::seccomp_profile::Kind, json: &'static str| -> Change {
+        Box::new(move |c| {
+            c.seccomp = Some(pb::SeccompProfile {
+                kind: kind as i32,
+                custom_json: json.into(),
+            })
+        })
+    };
+    use pb::seccomp_profile::Kind::Custom;
+    let rows: Vec<(&str, Change)> = vec![
+        (
+            "a 10,000-character id",
+            Box::new(|c| c.id = "a".repeat(10_000)),
+        ),
+        ("a label value over 4 KiB", labels(1, 4097)),
+        ("labels over 64 KiB in all", labels(20, 4000)),
+        ("annotations over 256 KiB in all", annotations(3, 100_000)),
+        (
+            "an empty label key",
+            Box::new(|c| {
+                c.labels.insert(String::new(), "v".into());
+            }),
+        ),
+        (
+            "an unknown seccomp kind",
+            Box::new(|c| {
+                c.seccomp = Some(pb::SeccompProfile {
+                    kind: 99,
+                    custom_json: String::new(),
+                })
+            }),
+        ),
+        (
+            "a custom seccomp kind without a profile",
+            seccomp(Custom, ""),
+        ),
+        (
+            "a seccomp profile that is no JSON",
+            seccomp(Custom, "{not json"),
+        ),
+        (
+            "a seccomp profile with an unknown action",
+            seccomp(Custom, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#),
+        ),
+        (
+            "a seccomp profile with an unknown architecture",
+            seccomp(
+                Custom,
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}"#,
+            ),
+        ),
+        ("an unknown network mode", Box::new(|c| c.network_mode = 77)),
+    ];
+    for (what, change) in rows {
+        let mut c = config(&rootfs, "hostile", "true");
+        change(&mut c);
+        let err = create(&mut containers, c, "").await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+        for dir in ["containers", "libcrun"] {
+            let left: Vec<_> = std::fs::read_dir(a.root().join(dir))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            assert!(left.is_empty(), "{what}: left in {dir}: {left:?}");
+        }
+    }
+    let err = containers
+        .list_stream(pb::ListContainersRequest {
+            statuses: vec![42],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "an unknown status filter"
+    );
+    let all = containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(all.is_empty(), "{all:?}");
 }
