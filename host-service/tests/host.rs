@@ -410,10 +410,15 @@ async fn a_restarted_daemon_adopts_the_agent_it_left_running() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "not brought back: {err:?}");
-    let alive = std::fs::read_dir(root.path().join("libcrun"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(alive, 0, "no container left in libcrun's state");
+    let left: Vec<_> = std::fs::read_dir(root.path().join("libcrun"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        // libcrun's cache of compiled seccomp filters is shared, not the
+        // container's.
+        .filter(|n| n != ".cache")
+        .collect();
+    assert!(left.is_empty(), "left in libcrun's state: {left:?}");
 }
 
 /// Waits until the daemon reports its local agent ready.
@@ -568,6 +573,7 @@ async fn one_trace_covers_the_daemon_and_its_agent() {
         .expect("list");
 
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    // The daemon's List gathers the agent's list through its ListStream.
     let method = "/libcrun_shim.v1.ContainerService/List";
     let mut spans = Vec::new();
     until("the daemon's and the agent's spans of the call", || {
@@ -576,7 +582,7 @@ async fn one_trace_covers_the_daemon_and_its_agent() {
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| hex(&r.span.trace_id) == trace_id && r.span.name == method)
+            .filter(|r| hex(&r.span.trace_id) == trace_id && r.span.name.starts_with(method))
             .cloned()
             .collect::<Vec<_>>();
         std::future::ready(spans.len() >= 2)

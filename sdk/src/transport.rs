@@ -61,8 +61,8 @@ impl Endpoint {
     /// connection. The channel reconnects by itself afterwards.
     pub(crate) async fn connect(&self, original: &str, timeout: Duration) -> Result<Channel> {
         let endpoint = match self {
-            // Over a Unix socket or vsock, servers want `localhost` as the
-            // HTTP/2 authority.
+            // Over a Unix socket or vsock there is no host: `localhost`, a
+            // valid HTTP/2 authority for any server (ours take others too).
             Endpoint::Unix(_) | Endpoint::Vsock { .. } => {
                 TonicEndpoint::from_static("http://localhost")
             }

@@ -100,8 +100,10 @@ impl Runtime {
             path,
             detail,
         };
+        // Names starting with a dot are libcrun's own (`.cache`, its
+        // compiled seccomp filters), never a container's id.
         for id in dir_names(&self.store.libcrun_root())? {
-            if !known.contains(&id) {
+            if !known.contains(&id) && !id.starts_with('.') {
                 let path = self.store.libcrun_root().join(&id);
                 orphans.push(orphan(
                     OrphanKind::RuntimeState,

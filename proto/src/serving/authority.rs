@@ -29,8 +29,9 @@
 //! the size every HTTP/2 peer accepts; padding is dropped. The server's
 //! answers are not touched.
 //!
-//! A header block larger than [`MAX_HEADER_BLOCK`] or a stream that is not
-//! HTTP/2 ends the connection with an I/O error, as h2 would end it.
+//! A header block larger than [`MAX_HEADER_BLOCK`], a frame larger than
+//! 16 KiB or a stream that is not HTTP/2 ends the connection with an I/O
+//! error, as h2 would end it.
 
 use std::io;
 use std::pin::Pin;
@@ -43,7 +44,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A frame header's size.
 const FRAME_HEADER: usize = 9;
 /// The largest frame payload every HTTP/2 peer accepts (the initial
-/// SETTINGS_MAX_FRAME_SIZE); rewritten header blocks are cut to it.
+/// SETTINGS_MAX_FRAME_SIZE, which our servers keep): rewritten header
+/// blocks are cut to it, and a client frame larger than it, which h2 would
+/// refuse anyway, ends the connection before it is buffered.
 const MAX_FRAME: usize = 16 * 1024;
 /// The largest header block (HEADERS and CONTINUATIONs, encoded) accepted.
 pub const MAX_HEADER_BLOCK: usize = 1 << 20;
@@ -125,6 +128,9 @@ impl<S> AuthorityFix<S> {
             let header = &self.raw[at..at + FRAME_HEADER];
             let len =
                 usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            if len > MAX_FRAME {
+                return Err(invalid("a frame larger than 16 KiB"));
+            }
             if self.raw.len() - at < FRAME_HEADER + len {
                 break;
             }
@@ -522,5 +528,11 @@ mod tests {
         client.extend(frame(HEADERS, 0, 1, &[0x82]));
         client.extend(frame(0x0, 0, 1, b"data"));
         assert!(through(&client).await.is_err(), "a frame inside a block");
+        let mut client = PREFACE.to_vec();
+        client.extend([0xff, 0xff, 0xff, 0x0, 0x0, 0, 0, 0, 1]);
+        assert!(
+            through(&client).await.is_err(),
+            "a 16 MiB frame, not buffered"
+        );
     }
 }
