@@ -185,7 +185,8 @@ fi
 # Each integration/setup.d/*.sh installs (and caches under $CACHE_DIR) what
 # its area's tests need, in name order, and prints its own `export` lines.
 # They run with CACHE_DIR and the functions log and apt_install at hand.
-export CACHE_DIR
+# (apt_updated too: the functions read it, under the parts' own `set -u`.)
+export CACHE_DIR apt_updated
 export -f log apt_update apt_install
 for part in "$(dirname "$0")"/setup.d/*.sh; do
   [ -e "$part" ] || continue
