@@ -141,16 +141,13 @@ impl Holder {
     /// The agent holding `root`'s lock, if one does. The lock is tested
     /// (and at once released), never kept.
     fn of(root: &Path) -> Option<Holder> {
-        let path = root.join(LOCK_FILE);
-        let file = std::fs::File::open(&path).ok()?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        if !held(root) {
             return None;
         }
-        // Held. In the instant between its flock and its write, a new
+        // In the instant between its flock and its write, a new
         // holder's note may be missing: then this says none, the agent the
         // caller starts fails on the lock, and the next round reads it.
-        let note = std::fs::read_to_string(&path).unwrap_or_default();
+        let note = std::fs::read_to_string(root.join(LOCK_FILE)).unwrap_or_default();
         let mut lines = note.lines();
         let pid = lines
             .next()

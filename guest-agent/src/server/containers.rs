@@ -51,11 +51,6 @@ impl Containers {
     }
 }
 
-/// The answers of ListStream.
-pub type ListStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<pb::ListContainersResponse, Status>> + Send>,
->;
-
 /// Parses an optional signal name ("" means the default).
 fn signal(name: &str) -> Result<Option<i32>, Error> {
     if name.is_empty() {
@@ -156,18 +151,16 @@ impl ContainerService for Containers {
         Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 
-    type ListStreamStream = ListStream;
+    type ListStreamStream = libcrun_shim_proto::serving::ListStream;
 
     async fn list_stream(
         &self,
         request: Request<pb::ListContainersRequest>,
-    ) -> RpcResult<ListStream> {
-        let batches = libcrun_shim_proto::serving::list_batches(self.listed(request.into_inner())?);
-        Ok(Response::new(Box::pin(tokio_stream::iter(
-            batches
-                .into_iter()
-                .map(|containers| Ok(pb::ListContainersResponse { containers })),
-        ))))
+    ) -> RpcResult<Self::ListStreamStream> {
+        let containers = self.listed(request.into_inner())?;
+        Ok(Response::new(libcrun_shim_proto::serving::list_stream(
+            containers,
+        )))
     }
 
     async fn inspect(

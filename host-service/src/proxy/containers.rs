@@ -115,17 +115,14 @@ impl ContainerService for Containers {
         Ok(response)
     }
 
-    type ListStreamStream = ListStream;
+    type ListStreamStream = libcrun_shim_proto::serving::ListStream;
 
     async fn list_stream(
         &self,
         request: Request<pb::ListContainersRequest>,
-    ) -> RpcResult<ListStream> {
+    ) -> RpcResult<Self::ListStreamStream> {
         let (containers, unreachable) = self.gather(&request).await?;
-        let batches = libcrun_shim_proto::serving::list_batches(containers)
-            .into_iter()
-            .map(|containers| Ok(pb::ListContainersResponse { containers }));
-        let mut response = Response::new(Box::pin(futures::stream::iter(batches)) as ListStream);
+        let mut response = Response::new(libcrun_shim_proto::serving::list_stream(containers));
         mark_unreachable(&mut response, &unreachable);
         Ok(response)
     }
@@ -155,11 +152,6 @@ impl ContainerService for Containers {
         routed!(self, request, update)
     }
 }
-
-/// The answers of ListStream.
-pub type ListStream = std::pin::Pin<
-    Box<dyn futures::Stream<Item = Result<pb::ListContainersResponse, Status>> + Send>,
->;
 
 /// Names the agents a merged answer misses in its metadata.
 fn mark_unreachable<T>(response: &mut Response<T>, unreachable: &[String]) {

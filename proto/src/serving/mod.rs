@@ -146,6 +146,19 @@ pub const BATCH_CONTAINERS: usize = 256;
 /// containers (one container alone may be larger).
 pub const BATCH_BYTES: usize = 512 << 10;
 
+/// The answers of `ContainerService/ListStream`.
+pub type ListStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<v1::ListContainersResponse, tonic::Status>> + Send>,
+>;
+
+/// A ListStream answer: `containers` in [`list_batches`].
+pub fn list_stream(containers: Vec<v1::Container>) -> ListStream {
+    let batches = list_batches(containers)
+        .into_iter()
+        .map(|containers| Ok(v1::ListContainersResponse { containers }));
+    Box::pin(tokio_stream::iter(batches))
+}
+
 /// Cuts a container list into ListStream's messages, in order (none for an empty list).
 pub fn list_batches(containers: Vec<v1::Container>) -> Vec<Vec<v1::Container>> {
     use prost::Message;
