@@ -34,6 +34,7 @@ fn every_service_and_rpc_of_the_api_is_there() {
         "ContainerService/Resume",
         "ContainerService/Delete",
         "ContainerService/List",
+        "ContainerService/ListStream",
         "ContainerService/Inspect",
         "ContainerService/Wait",
         "ContainerService/Update",
@@ -79,6 +80,7 @@ fn streaming_rpcs_stream() {
         }
     }
     let want: BTreeSet<String> = [
+        "ContainerService/ListStream server",
         "ExecService/Exec bidi",
         "LogService/Logs server",
         "EventService/Subscribe server",
