@@ -2,6 +2,8 @@
 
 use std::io;
 
+use crate::model::{Operation, Status};
+
 /// The result of agent operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -18,7 +20,19 @@ pub enum Error {
     /// A container with that id exists.
     #[error("{0}")]
     AlreadyExists(String),
-    /// The container's state does not allow the operation.
+    /// The container's state does not allow the operation (see
+    /// [`Status::check`]).
+    #[error("container {id} is {status}: cannot {operation} ({})", operation.requirement())]
+    InvalidState {
+        /// The container.
+        id: String,
+        /// Its state.
+        status: Status,
+        /// What was refused.
+        operation: Operation,
+    },
+    /// The system is not in the state the request needs (other than the
+    /// container's state): an executable missing from the rootfs, say.
     #[error("{0}")]
     FailedPrecondition(String),
     /// A deadline passed.

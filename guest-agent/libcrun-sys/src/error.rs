@@ -19,6 +19,15 @@ pub enum Error {
         /// there is one (as `crun` prints it).
         message: String,
     },
+    /// libcrun failed without saying why. It does so when a process it
+    /// forked fails to set itself up (an executable or working directory
+    /// missing in the container, say): the process reports on its own
+    /// stderr, and libcrun only sees it exit.
+    #[error("libcrun failed with status {status} and no message")]
+    Unreported {
+        /// libcrun's return value.
+        status: i32,
+    },
     /// A string argument held a NUL byte and cannot be passed to C.
     #[error("{what} contains a NUL byte")]
     NulByte {
@@ -61,10 +70,7 @@ impl Error {
     /// released.
     pub(crate) unsafe fn from_raw(mut err: ffi::libcrun_error_t, ret: i32) -> Error {
         if err.is_null() {
-            return Error::Libcrun {
-                errno: 0,
-                message: format!("libcrun failed with status {ret} and no message"),
-            };
+            return Error::Unreported { status: ret };
         }
         // SAFETY: the caller guarantees `err` points to a live libcrun error
         // whose `msg`, when set, is a NUL-terminated string.

@@ -5,14 +5,15 @@
 //! Its stdin, stdout and stderr are the exec process's (pipes to the agent,
 //! or /dev/null with a terminal, whose master goes to the console socket).
 //! Descriptor 3 is the status pipe: libcrun writes the process's pid to it
-//! (as its pid file), then the helper appends `\nexit CODE\n` when the
-//! process exits (128+N when killed by signal N) or `\nerror MESSAGE\n`
-//! when libcrun fails. Signals sent to the helper are forwarded to the
-//! process by libcrun.
+//! (as its pid file), then the helper appends a newline and how the exec
+//! ended as one JSON line ([`ExecStatus`]). Signals sent to the helper are
+//! forwarded to the process by libcrun.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
 
 /// The status descriptor the agent passes.
 pub const STATUS_FD: i32 = 3;
@@ -51,25 +52,28 @@ impl ExecArgs {
     }
 }
 
-/// What the status pipe said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How an exec ended, as the helper reports it on the status pipe (one
+/// JSON line after the pid).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExecStatus {
-    /// The process ran and exited with this code.
+    /// The process ran and exited with this code (128+N when killed by
+    /// signal N).
     Exited {
-        /// The process's pid, when libcrun reported it.
-        pid: Option<i32>,
-        /// Its exit code (128+N when killed by signal N).
+        /// Its exit code.
         code: i32,
     },
-    /// libcrun failed (the process may not have started).
+    /// libcrun failed, with its errno (0 if none) and message.
     Failed {
-        /// The process's pid, when it had started.
-        pid: Option<i32>,
         /// libcrun's errno (0 if none).
         errno: i32,
         /// libcrun's message.
         message: String,
     },
+    /// The process failed to set itself up in the container (its
+    /// executable or working directory missing, say) and said why on its
+    /// own stderr; libcrun only saw it exit.
+    NotStarted,
 }
 
 /// Parses the pid at the start of the status stream. libcrun writes it
@@ -83,27 +87,10 @@ pub fn parse_pid(first_chunk: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-/// Parses the whole status stream.
-pub fn parse_status(status: &str) -> Option<ExecStatus> {
-    let pid = status
-        .split('\n')
-        .next()
-        .and_then(|l| l.trim().parse().ok());
-    let last = status.lines().rev().find(|l| !l.trim().is_empty())?;
-    if let Some(code) = last.strip_prefix("exit ") {
-        return code
-            .trim()
-            .parse()
-            .ok()
-            .map(|code| ExecStatus::Exited { pid, code });
-    }
-    let rest = last.strip_prefix("error ")?;
-    let (errno, message) = rest.split_once(' ').unwrap_or((rest, ""));
-    Some(ExecStatus::Failed {
-        pid,
-        errno: errno.parse().unwrap_or(0),
-        message: message.to_string(),
-    })
+/// Parses the whole status stream: the pid, then the status line.
+pub fn parse_status(stream: &str) -> Option<ExecStatus> {
+    let last = stream.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str(last).ok()
 }
 
 /// Runs the helper; returns the process exit code.
@@ -114,12 +101,17 @@ pub fn run(args: &ExecArgs) -> i32 {
         libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
         std::fs::File::from_raw_fd(STATUS_FD)
     };
-    let result = (|| -> Result<i32, (i32, String)> {
-        libcrun_sys::cgroup::prepare_process().map_err(|e| {
-            (
-                e.raw_os_error().unwrap_or(0),
-                format!("preparing cgroups: {e}"),
-            )
+    let libcrun_failed = |e: libcrun_sys::Error| match e {
+        libcrun_sys::Error::Unreported { .. } => ExecStatus::NotStarted,
+        e => ExecStatus::Failed {
+            errno: e.errno().unwrap_or(0),
+            message: e.to_string(),
+        },
+    };
+    let result = (|| -> Result<i32, ExecStatus> {
+        libcrun_sys::cgroup::prepare_process().map_err(|e| ExecStatus::Failed {
+            errno: e.raw_os_error().unwrap_or(0),
+            message: format!("preparing cgroups: {e}"),
         })?;
         let _ = libcrun_sys::log_to_file(&args.root.join("exec").join("libcrun.log"));
         let mut builder = libcrun_sys::Context::builder(args.root.join("libcrun"))
@@ -127,13 +119,18 @@ pub fn run(args: &ExecArgs) -> i32 {
         if let Some(socket) = &args.console_socket {
             builder = builder.console_socket(socket);
         }
-        let libcrun_error = |e: libcrun_sys::Error| (e.errno().unwrap_or(0), e.to_string());
-        let context = builder.build().map_err(libcrun_error)?;
-        context.exec(&args.id, &args.process).map_err(libcrun_error)
+        let context = builder.build().map_err(libcrun_failed)?;
+        context
+            .exec(&args.id, &args.process)
+            .map_err(libcrun_failed)
     })();
-    let line = match result {
-        Ok(code) => format!("\nexit {code}\n"),
-        Err((errno, message)) => format!("\nerror {errno} {}\n", message.replace('\n', " ")),
+    let report = match result {
+        Ok(code) => ExecStatus::Exited { code },
+        Err(status) => status,
+    };
+    let line = match serde_json::to_string(&report) {
+        Ok(json) => format!("\n{json}\n"),
+        Err(_) => return 1,
     };
     match status.write_all(line.as_bytes()) {
         Ok(()) => 0,
@@ -148,23 +145,19 @@ mod tests {
     #[test]
     fn status_stream_parsing() {
         assert_eq!(parse_pid("12"), Some(12));
-        assert_eq!(parse_pid("12\nexit 0\n"), Some(12));
-        assert_eq!(parse_pid("\nerror 2 x\n"), None);
-        assert_eq!(
-            parse_status("12\nexit 3\n"),
-            Some(ExecStatus::Exited {
-                pid: Some(12),
-                code: 3
-            })
-        );
-        assert_eq!(
-            parse_status("\nerror 2 exec failed: no such file\n"),
-            Some(ExecStatus::Failed {
-                pid: None,
+        assert_eq!(parse_pid("12\n{}\n"), Some(12));
+        assert_eq!(parse_pid("\n{\"not_started\":null}\n"), None);
+        for status in [
+            ExecStatus::Exited { code: 3 },
+            ExecStatus::Failed {
                 errno: 2,
-                message: "exec failed: no such file".into()
-            })
-        );
+                message: "exec failed:\nno such file".into(),
+            },
+            ExecStatus::NotStarted,
+        ] {
+            let stream = format!("12\n{}\n", serde_json::to_string(&status).unwrap());
+            assert_eq!(parse_status(&stream), Some(status));
+        }
         assert_eq!(parse_status("12"), None);
         assert_eq!(parse_status(""), None);
     }

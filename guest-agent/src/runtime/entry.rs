@@ -1,12 +1,34 @@
 //! One container as the runtime holds it in memory.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard, watch};
 
 use crate::model::{ExitStatus, Status};
 use crate::store::Record;
+
+/// A container as readers see it, from memory: its record and the exec
+/// processes running in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerView {
+    /// Its record as last published.
+    pub record: Record,
+    /// The ids of the exec processes running in it.
+    pub exec_ids: Vec<String>,
+}
+
+/// Everything Inspect shows of a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspection {
+    /// The container.
+    pub container: ContainerView,
+    /// Its OCI bundle directory.
+    pub bundle: PathBuf,
+    /// The OCI runtime spec it runs with, as JSON.
+    pub oci_spec_json: String,
+}
 
 /// A container known to the runtime.
 ///
@@ -19,7 +41,7 @@ pub struct Entry {
     record: Mutex<Record>,
     snapshot: watch::Sender<Record>,
     /// Ids of the exec processes running in the container.
-    pub execs: std::sync::Mutex<BTreeSet<String>>,
+    execs: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl Entry {
@@ -46,6 +68,33 @@ impl Entry {
     /// The latest published record.
     pub fn snapshot(&self) -> Record {
         self.snapshot.borrow().clone()
+    }
+
+    /// The latest published record and the exec processes running now.
+    pub fn view(&self) -> ContainerView {
+        self.view_of(self.snapshot())
+    }
+
+    /// `record` (the locked one, say) with the exec processes running now.
+    pub fn view_of(&self, record: Record) -> ContainerView {
+        ContainerView {
+            record,
+            exec_ids: self.execs().iter().cloned().collect(),
+        }
+    }
+
+    fn execs(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.execs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers exec `exec_id`; false if one of that id runs already.
+    pub fn add_exec(&self, exec_id: &str) -> bool {
+        self.execs().insert(exec_id.to_string())
+    }
+
+    /// Forgets exec `exec_id`, which has ended.
+    pub fn remove_exec(&self, exec_id: &str) {
+        self.execs().remove(exec_id);
     }
 
     /// Follows the published record.

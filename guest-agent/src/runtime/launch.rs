@@ -1,4 +1,5 @@
-//! Starting monitors, with one kept ready ahead of need.
+//! Starting monitors, with one kept ready ahead of need, and reading what
+//! they report.
 //!
 //! A monitor takes a couple of milliseconds to start (exec, dynamic
 //! linking); a spare monitor, started in the background after each create
@@ -8,11 +9,20 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::monitor::MonitorArgs;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::backend::Created;
+use crate::error::{Error, IoContext, Result};
+use crate::monitor::{CreateReport, MonitorArgs};
+use crate::process::ProcessRef;
+
+/// How long Create waits for the monitor to report.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Starts `crun-shim-monitor run` processes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Launcher {
     binary: PathBuf,
     spare: Arc<Mutex<Option<Child>>>,
@@ -81,4 +91,60 @@ impl Launcher {
         stdin.write_all(line.as_bytes())?;
         Ok(child)
     }
+
+    /// Starts a monitor running `args` and waits for its report: the
+    /// created container, or libcrun's error. `diagnostics` is the
+    /// monitor's log, quoted when it ends without a report.
+    pub async fn create(&self, args: &MonitorArgs, diagnostics: &Path) -> Result<Created> {
+        let id = &args.id;
+        let mut child = self
+            .launch(args)
+            .context(|| format!("starting {}", self.binary.display()))?;
+        self.refill();
+        let monitor = ProcessRef::of(child.id() as i32);
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
+        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout.into())
+            .context(|| "reading the monitor's report".into())?;
+        let mut line = String::new();
+        let read =
+            tokio::time::timeout(CREATE_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
+        let report = match read {
+            Ok(Ok(_)) => crate::monitor::parse_report(&line),
+            Ok(Err(e)) => return Err(Error::io("reading the monitor's report", e)),
+            Err(_) => {
+                let _ = child.kill();
+                reap_later(child);
+                return Err(Error::DeadlineExceeded(format!(
+                    "container {id}: no report from its monitor within {CREATE_TIMEOUT:?}"
+                )));
+            }
+        };
+        match (report, monitor) {
+            // The monitor outlives this call; its watcher reaps it.
+            (Some(CreateReport::Created { pid }), Some(monitor)) => Ok(Created { pid, monitor }),
+            (Some(CreateReport::Failed { errno, message }), _) => {
+                reap_later(child);
+                Err(Error::libcrun(
+                    format!("creating container {id}"),
+                    libcrun_sys::Error::Libcrun { errno, message },
+                ))
+            }
+            _ => {
+                reap_later(child);
+                let diag = std::fs::read_to_string(diagnostics).unwrap_or_default();
+                Err(Error::Internal(format!(
+                    "container {id}: the monitor exited without a report: {}",
+                    diag.lines().last().unwrap_or("no diagnostics")
+                )))
+            }
+        }
+    }
+}
+
+/// Reaps a monitor that is exiting, off the async threads.
+fn reap_later(mut child: std::process::Child) {
+    tokio::task::spawn_blocking(move || child.wait());
 }

@@ -4,32 +4,28 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tracing::{info, warn};
 
-use super::{
-    CREATE_TIMEOUT, DEFAULT_STOP_TIMEOUT, Entry, KILL_TIMEOUT, Runtime, blocking, check_rootfs,
-    reap_later,
-};
+use super::backend::Created;
+use super::{ContainerView, Entry, KILL_TIMEOUT, Runtime, check_rootfs};
 use crate::error::{Error, IoContext, Result};
-use crate::ids;
 use crate::model::{
-    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus, Resources,
-    RootSource, Status,
+    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus, Operation,
+    Resources, RootSource, Status,
 };
-use crate::monitor::{CreateReport, MonitorArgs};
+use crate::monitor::MonitorArgs;
 use crate::process::ProcessRef;
 use crate::spec;
 use crate::store::{self, Record};
 
 impl Runtime {
-    /// Creates a container: builds its OCI spec, starts its monitor, which
-    /// creates it through libcrun, and records it. A failed create leaves
-    /// nothing behind.
-    pub async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<Record> {
+    /// Creates a container: checks its configuration
+    /// ([`ContainerConfig::validate`]), builds its OCI spec, starts its
+    /// monitor, which creates it through libcrun, and records it. A failed
+    /// create leaves nothing behind.
+    pub async fn create(self: &Arc<Self>, mut config: ContainerConfig) -> Result<ContainerView> {
+        config.validate()?;
         let id = config.id.clone();
-        ids::validate("container", &id)?;
-        config.check_metadata()?;
         {
             let exists = self
                 .containers
@@ -46,9 +42,10 @@ impl Runtime {
         let result = self.create_reserved(config).await;
         if result.is_err() {
             // Leave nothing behind: no libcrun state, cgroup or directory.
-            let libcrun = self.libcrun.clone();
             let cid = id.clone();
-            let _ = blocking("cleanup".into(), move || libcrun.delete(&cid, true)).await;
+            let _ = self
+                .call("cleanup".into(), move |b| b.delete(&cid, true))
+                .await;
             let _ = self.discard_container_files(&id);
         }
         self.reserved
@@ -58,12 +55,17 @@ impl Runtime {
         result
     }
 
-    async fn create_reserved(self: &Arc<Self>, mut config: ContainerConfig) -> Result<Record> {
+    async fn create_reserved(
+        self: &Arc<Self>,
+        mut config: ContainerConfig,
+    ) -> Result<ContainerView> {
         let id = config.id.clone();
         let (rootfs, image_digest) = match &config.root {
             RootSource::Rootfs(path) => (check_rootfs(path)?, None),
             RootSource::Image(_) => {
                 let (image, rootfs) = self.prepare_image_rootfs(&mut config)?;
+                // What the image gave follows the rules too.
+                config.validate()?;
                 (rootfs, Some(image.digest))
             }
         };
@@ -76,6 +78,15 @@ impl Runtime {
                 cgroup_path: cgroup_path.clone(),
             },
         )?;
+        if let Some(process) = oci.process() {
+            let mounts: Vec<_> = oci
+                .mounts()
+                .iter()
+                .flatten()
+                .map(|m| m.destination().clone())
+                .collect();
+            spec::executable::check(&rootfs, process, &mounts)?;
+        }
         let dir = self.store.container_dir(&id);
         std::fs::create_dir_all(dir.join(store::LOGS_DIR))
             .context(|| format!("creating {}", dir.display()))?;
@@ -85,7 +96,7 @@ impl Runtime {
             .context(|| format!("writing {}", dir.join(store::CONFIG_FILE).display()))?;
 
         let run = 1;
-        let (pid, monitor) = self.spawn_monitor(&config, run).await?;
+        let Created { pid, monitor } = self.spawn_monitor(&config, run).await?;
         let record = Record {
             config,
             status: Status::Created,
@@ -104,14 +115,15 @@ impl Runtime {
             health: HealthState::default(),
         };
         self.store.save_record(&record)?;
+        let entry = Arc::new(Entry::new(record.clone()));
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), Arc::new(Entry::new(record.clone())));
+            .insert(id.clone(), entry.clone());
         self.watch_monitor(id.clone(), run, monitor);
         self.emit(EventKind::Create, &record, None, None);
         info!(container = %id, pid, "container created");
-        Ok(record)
+        Ok(entry.view_of(record))
     }
 
     /// Starts a monitor for run `run` and waits for its report.
@@ -119,75 +131,26 @@ impl Runtime {
         &self,
         config: &ContainerConfig,
         run: u32,
-    ) -> Result<(i32, ProcessRef)> {
+    ) -> Result<Created> {
         let id = &config.id;
         self.remount_image_rootfs(id)?;
-        let args = MonitorArgs {
-            root: self.store.root().to_path_buf(),
-            id: id.clone(),
-            run,
-            log: config.log,
-        };
-        let mut child = self
-            .monitors
-            .launch(&args)
-            .context(|| format!("starting {}", self.options.monitor_binary.display()))?;
-        self.monitors.refill();
-        let monitor = ProcessRef::of(child.id() as i32);
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::Internal("monitor stdout".into()))?;
-        let stdout = tokio::net::unix::pipe::Receiver::from_owned_fd(stdout.into())
-            .context(|| "reading the monitor's report".into())?;
-        let mut line = String::new();
-        let read =
-            tokio::time::timeout(CREATE_TIMEOUT, BufReader::new(stdout).read_line(&mut line)).await;
-        let report = match read {
-            Ok(Ok(_)) => crate::monitor::parse_report(&line),
-            Ok(Err(e)) => return Err(Error::io("reading the monitor's report", e)),
-            Err(_) => {
-                let _ = child.kill();
-                reap_later(child);
-                return Err(Error::DeadlineExceeded(format!(
-                    "container {id}: no report from its monitor within {CREATE_TIMEOUT:?}"
-                )));
-            }
-        };
-        match (report, monitor) {
-            // The monitor outlives this call; its watcher reaps it.
-            (Some(CreateReport::Created { pid }), Some(monitor)) => Ok((pid, monitor)),
-            (Some(CreateReport::Failed { errno, message }), _) => {
-                reap_later(child);
-                Err(Error::libcrun(
-                    format!("creating container {id}"),
-                    libcrun_sys::Error::Libcrun { errno, message },
-                ))
-            }
-            _ => {
-                reap_later(child);
-                let diag_path = self.store.container_dir(id).join(store::MONITOR_LOG);
-                let diag = std::fs::read_to_string(&diag_path).unwrap_or_default();
-                Err(Error::Internal(format!(
-                    "container {id}: the monitor exited without a report: {}",
-                    diag.lines().last().unwrap_or("no diagnostics")
-                )))
-            }
-        }
+        self.backend
+            .create(MonitorArgs {
+                root: self.store.root().to_path_buf(),
+                id: id.clone(),
+                run,
+                log: config.log,
+            })
+            .await
     }
 
     /// Starts a created container.
-    pub async fn start(self: &Arc<Self>, id: &str) -> Result<Record> {
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<ContainerView> {
         let entry = self.entry(id)?;
         let mut record = entry.lock().await;
-        if record.status != Status::Created {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is {}, not created",
-                record.status.as_str()
-            )));
-        }
+        record.status.check(id, Operation::Start)?;
         self.start_locked(&entry, &mut record).await?;
-        Ok(record.clone())
+        Ok(entry.view_of(record.clone()))
     }
 
     /// Starts the created run of a container whose record is locked.
@@ -197,12 +160,9 @@ impl Runtime {
         record: &mut Record,
     ) -> Result<()> {
         let id = record.config.id.clone();
-        let libcrun = self.libcrun.clone();
         let cid = id.clone();
-        blocking(format!("starting container {id}"), move || {
-            libcrun.start(&cid)
-        })
-        .await?;
+        self.call(format!("starting container {id}"), move |b| b.start(&cid))
+            .await?;
         record.status = Status::Running;
         record.started_at = Some(SystemTime::now());
         record.stopped_by_api = false;
@@ -225,11 +185,7 @@ impl Runtime {
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let entry = self.entry(id)?;
         let mut record = entry.lock().await;
-        if record.status == Status::Stopped {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            )));
-        }
+        record.status.check(id, Operation::Kill)?;
         self.mark_stopped_by_api(&entry, &mut record)?;
         self.signal(id, signal, all, record.status == Status::Paused)
             .await
@@ -254,49 +210,38 @@ impl Runtime {
         all: bool,
         paused: bool,
     ) -> Result<()> {
-        let libcrun = self.libcrun.clone();
         let cid = id.to_string();
-        let sig = signal.to_string();
-        blocking(format!("signalling container {id}"), move || {
-            if all {
-                libcrun.kill_all(&cid, &sig)?;
-            } else {
-                libcrun.kill(&cid, &sig)?;
-            }
+        self.call(format!("signalling container {id}"), move |b| {
+            b.kill(&cid, signal, all)?;
             if paused {
-                libcrun.unpause(&cid)?;
+                b.resume(&cid)?;
             }
             Ok(())
         })
         .await
     }
 
-    /// Stops a container: `signal`, then SIGKILL after `timeout`. Returns
-    /// once it has exited.
+    /// Stops a container: `signal` (else its stop signal), then SIGKILL
+    /// after `timeout` (else its stop timeout). Returns once it has exited.
     pub async fn stop(
         &self,
         id: &str,
         signal: Option<i32>,
         timeout: Option<Duration>,
-    ) -> Result<Record> {
+    ) -> Result<ContainerView> {
         let entry = self.entry(id)?;
         let (run, signal, timeout) = {
             let mut record = entry.lock().await;
             // Also cancels a pending policy restart.
             self.mark_stopped_by_api(&entry, &mut record)?;
             if record.status == Status::Stopped {
-                return Ok(record.clone());
+                return Ok(entry.view_of(record.clone()));
             }
             let signal = match signal {
                 Some(s) => s,
-                None => match &record.config.stop_signal {
-                    Some(name) => spec::signal::parse(name)?,
-                    None => libc::SIGTERM,
-                },
+                None => record.config.stop_signal()?,
             };
-            let timeout = timeout
-                .or(record.config.stop_timeout)
-                .unwrap_or(DEFAULT_STOP_TIMEOUT);
+            let timeout = record.config.stop_timeout(timeout);
             // A container that never started has no user process to ask.
             let signal = if record.status == Status::Created {
                 libc::SIGKILL
@@ -312,7 +257,7 @@ impl Runtime {
         if signal == libc::SIGKILL || entry.wait_exit(run, Some(timeout)).await.is_none() {
             self.kill_and_wait(id, &entry, run).await?;
         }
-        Ok(entry.snapshot())
+        Ok(entry.view())
     }
 
     /// Kills every process of run `run` and waits for its exit.
@@ -336,82 +281,74 @@ impl Runtime {
     }
 
     /// Freezes a running container.
-    pub async fn pause(&self, id: &str) -> Result<Record> {
+    pub async fn pause(&self, id: &str) -> Result<ContainerView> {
         self.freeze(id, true).await
     }
 
     /// Thaws a paused container.
-    pub async fn resume(&self, id: &str) -> Result<Record> {
+    pub async fn resume(&self, id: &str) -> Result<ContainerView> {
         self.freeze(id, false).await
     }
 
-    async fn freeze(&self, id: &str, pause: bool) -> Result<Record> {
+    async fn freeze(&self, id: &str, pause: bool) -> Result<ContainerView> {
         let entry = self.entry(id)?;
         let mut record = entry.lock().await;
-        let (from, to, verb) = if pause {
-            (Status::Running, Status::Paused, "pausing")
+        let (operation, to, verb, event) = if pause {
+            (
+                Operation::Pause,
+                Status::Paused,
+                "pausing",
+                EventKind::Pause,
+            )
         } else {
-            (Status::Paused, Status::Running, "resuming")
+            (
+                Operation::Resume,
+                Status::Running,
+                "resuming",
+                EventKind::Resume,
+            )
         };
-        if record.status != from {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is {}, not {}",
-                record.status.as_str(),
-                from.as_str()
-            )));
-        }
-        let libcrun = self.libcrun.clone();
+        record.status.check(id, operation)?;
         let cid = id.to_string();
-        blocking(format!("{verb} container {id}"), move || {
-            if pause {
-                libcrun.pause(&cid)
-            } else {
-                libcrun.unpause(&cid)
-            }
+        self.call(format!("{verb} container {id}"), move |b| {
+            if pause { b.pause(&cid) } else { b.resume(&cid) }
         })
         .await?;
         record.status = to;
         self.commit(&entry, &record)?;
-        let kind = if pause {
-            EventKind::Pause
-        } else {
-            EventKind::Resume
-        };
-        self.emit(kind, &record, None, None);
-        Ok(record.clone())
+        self.emit(event, &record, None, None);
+        Ok(entry.view_of(record.clone()))
     }
 
     /// Deletes a container. A running or paused one needs `force` (it is
     /// killed first); a created one is killed without.
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let entry = self.entry(id)?;
-        let run = {
+        let (run, status) = {
             let record = entry.lock().await;
-            match record.status {
-                Status::Running | Status::Paused if !force => {
-                    return Err(Error::FailedPrecondition(format!(
-                        "container {id} is {}; stop it first or delete with force",
-                        record.status.as_str()
-                    )));
-                }
-                _ => record.run,
+            if !force {
+                record.status.check(id, Operation::Delete)?;
             }
+            (record.run, record.status)
         };
-        if entry.snapshot().status != Status::Stopped {
+        if status != Status::Stopped {
             self.kill_and_wait(id, &entry, run).await?;
         }
         let record = entry.lock().await;
+        // Restarted by its policy meanwhile: it is not ours to delete now.
         if record.status != Status::Stopped {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} was restarted meanwhile"
-            )));
+            return Err(Error::InvalidState {
+                id: id.to_string(),
+                status: record.status,
+                operation: Operation::Delete,
+            });
         }
-        let libcrun = self.libcrun.clone();
         let cid = id.to_string();
-        let deleted = blocking(format!("deleting container {id}"), move || {
-            libcrun.delete(&cid, true)
-        })
-        .await;
+        let deleted = self
+            .call(format!("deleting container {id}"), move |b| {
+                b.delete(&cid, true)
+            })
+            .await;
         if let Err(e) = deleted {
             // Already gone from libcrun's state is fine.
             if !matches!(&e, Error::Libcrun { source, .. } if source.errno() == Some(libc::ENOENT))
@@ -441,18 +378,16 @@ impl Runtime {
     }
 
     /// Changes a container's resource limits; only those set change.
-    pub async fn update(&self, id: &str, resources: &Resources) -> Result<Record> {
+    pub async fn update(&self, id: &str, resources: &Resources) -> Result<ContainerView> {
         let entry = self.entry(id)?;
         let mut record = entry.lock().await;
         let mut merged = record.config.resources.clone();
         merged.merge(resources);
         if record.status != Status::Stopped {
-            let json = serde_json::to_string(&spec::resources(resources))
-                .map_err(|e| Error::Internal(format!("resources JSON: {e}")))?;
-            let libcrun = self.libcrun.clone();
+            let limits = spec::resources(resources);
             let cid = id.to_string();
-            blocking(format!("updating container {id}"), move || {
-                libcrun.update(&cid, &json)
+            self.call(format!("updating container {id}"), move |b| {
+                b.update(&cid, &limits)
             })
             .await?;
         }
@@ -468,16 +403,16 @@ impl Runtime {
         store::write_atomic(&path, &json).context(|| format!("writing {}", path.display()))?;
         record.config.resources = merged;
         self.commit(&entry, &record)?;
-        Ok(record.clone())
+        Ok(entry.view_of(record.clone()))
     }
 
     /// Watches a run's monitor and records the run's exit when it ends.
     pub(super) fn watch_monitor(self: &Arc<Self>, id: String, run: u32, monitor: ProcessRef) {
         let runtime = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = monitor.exited().await {
+            if let Err(e) = runtime.backend.exited(monitor).await {
                 warn!(container = %id, error = %e, "cannot watch the monitor; polling");
-                while monitor.is_alive() {
+                while runtime.backend.is_alive(monitor) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -551,10 +486,10 @@ impl Runtime {
                 statuses: vec![Status::Created, Status::Running, Status::Paused],
                 ..Default::default()
             });
-            let stops = live.into_iter().map(|record| {
+            let stops = live.into_iter().map(|view| {
                 let runtime = Arc::clone(self);
                 async move {
-                    let id = record.config.id;
+                    let id = view.record.config.id;
                     runtime.stop(&id, None, Some(timeout)).await.map(|_| id)
                 }
             });

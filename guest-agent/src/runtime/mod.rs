@@ -5,7 +5,10 @@
 //! libcrun calls that fork (create, exec) run in the `crun-shim-monitor`
 //! helper processes; the others (start, kill, pause, resume, update,
 //! delete) run here on tokio's blocking threads, serialized by libcrun-sys.
+//! All of them go through a [`Backend`], so that the runtime's decisions
+//! are unit-tested without root.
 
+pub mod backend;
 mod entry;
 pub mod exec;
 mod health;
@@ -15,6 +18,8 @@ mod lifecycle;
 mod observe;
 mod recovery;
 mod restart;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,7 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use tracing::warn;
 
-pub use entry::Entry;
+pub use backend::Backend;
+pub use entry::{ContainerView, Entry, Inspection};
 pub use recovery::RecoverReport;
 
 use crate::error::{Error, IoContext, Result};
@@ -33,12 +39,8 @@ use crate::model::{EventDetails, EventKind, Status};
 use crate::spec;
 use crate::store::{self, Record, Store};
 
-/// How long Create waits for the monitor to report.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long Stop and Delete wait for a container to die after SIGKILL.
 const KILL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Stop's grace period when neither the request nor the container sets one.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
@@ -72,14 +74,13 @@ pub struct ListFilter {
 pub struct Runtime {
     store: Store,
     options: RuntimeOptions,
-    libcrun: libcrun_sys::Context,
+    backend: Arc<dyn Backend>,
     base_spec: oci_spec::runtime::Spec,
     /// Prefix of the containers' cgroup paths, unique to this state root.
     cgroup_parent: String,
     containers: RwLock<BTreeMap<String, Arc<Entry>>>,
     /// Ids being created (not yet in `containers`).
     reserved: std::sync::Mutex<HashSet<String>>,
-    monitors: launch::Launcher,
     journal: Arc<Journal>,
     images: crun_shim_images::Store,
     started_at: SystemTime,
@@ -105,26 +106,23 @@ fn journal_event(
     }
 }
 
-/// Runs a blocking libcrun call on tokio's blocking threads.
-async fn blocking<T: Send + 'static>(
-    what: String,
-    f: impl FnOnce() -> std::result::Result<T, libcrun_sys::Error> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("{what}: {e}")))?
-        .map_err(|e| Error::libcrun(what, e))
-}
-
 impl Runtime {
     /// Opens the state root and takes over the containers recorded there:
     /// running ones are watched again, and the exits that happened while no
     /// agent was running are recorded.
     pub async fn open(options: RuntimeOptions) -> Result<Arc<Runtime>> {
         let store = Store::open(&options.root, &options.serves)?;
-        let libcrun = libcrun_sys::Context::builder(store.libcrun_root())
-            .build()
-            .map_err(|e| Error::libcrun("libcrun context", e))?;
+        let backend = backend::Libcrun::new(store.clone(), options.monitor_binary.clone())?;
+        Runtime::open_with(options, store, Arc::new(backend)).await
+    }
+
+    /// [`Runtime::open`] on `store` (opened, and locked, from
+    /// `options.root`), acting through `backend`.
+    async fn open_with(
+        options: RuntimeOptions,
+        store: Store,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Arc<Runtime>> {
         let base_spec = spec::parse_base(
             &libcrun_sys::default_spec(false)
                 .map_err(|e| Error::libcrun("libcrun's default spec", e))?,
@@ -147,12 +145,11 @@ impl Runtime {
         let runtime = Arc::new(Runtime {
             store,
             options: options.clone(),
-            libcrun,
+            backend,
             base_spec,
             cgroup_parent,
             containers: RwLock::new(BTreeMap::new()),
             reserved: std::sync::Mutex::new(HashSet::new()),
-            monitors: launch::Launcher::new(options.monitor_binary.clone()),
             journal,
             images,
             started_at: SystemTime::now(),
@@ -165,7 +162,6 @@ impl Runtime {
         for orphan in &report.orphans {
             warn!(container = %orphan.container_id, kind = ?orphan.kind, path = ?orphan.path, "{}", orphan.detail);
         }
-        runtime.monitors.refill();
         Ok(runtime)
     }
 
@@ -182,6 +178,20 @@ impl Runtime {
     /// When the runtime was opened.
     pub fn started_at(&self) -> SystemTime {
         self.started_at
+    }
+
+    /// Makes a blocking backend call (libcrun's) on tokio's blocking
+    /// threads.
+    async fn call<T: Send + 'static>(
+        &self,
+        what: String,
+        f: impl FnOnce(&dyn Backend) -> libcrun_sys::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || f(backend.as_ref()))
+            .await
+            .map_err(|e| Error::Internal(format!("{what}: {e}")))?
+            .map_err(|e| Error::libcrun(what, e))
     }
 
     /// Saves a changed record and shows it to readers and waiters.
@@ -223,58 +233,43 @@ impl Runtime {
             .collect()
     }
 
-    /// Lists containers, ordered by creation time.
-    pub fn list(&self, filter: &ListFilter) -> Vec<Record> {
-        let mut records: Vec<Record> = self
+    /// Lists containers, ordered by creation time, from memory.
+    pub fn list(&self, filter: &ListFilter) -> Vec<ContainerView> {
+        let mut views: Vec<ContainerView> = self
             .all_entries()
             .iter()
-            .map(|e| e.snapshot())
-            .filter(|r| filter.statuses.is_empty() || filter.statuses.contains(&r.status))
-            .filter(|r| labels_match(&r.config.labels, &filter.labels))
+            .map(|e| e.view())
+            .filter(|v| filter.statuses.is_empty() || filter.statuses.contains(&v.record.status))
+            .filter(|v| labels_match(&v.record.config.labels, &filter.labels))
             .collect();
-        records.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then(a.config.id.cmp(&b.config.id))
+        views.sort_by(|a, b| {
+            a.record
+                .created_at
+                .cmp(&b.record.created_at)
+                .then(a.record.config.id.cmp(&b.record.config.id))
         });
-        records
+        views
     }
 
-    /// A container's record, running exec ids and OCI spec (JSON).
-    pub fn inspect(&self, id: &str) -> Result<(Record, Vec<String>, String)> {
+    /// Everything known about a container, its OCI spec included.
+    pub async fn inspect(&self, id: &str) -> Result<Inspection> {
         let entry = self.entry(id)?;
-        let path = self.store.container_dir(id).join(store::CONFIG_FILE);
-        let spec =
-            std::fs::read_to_string(&path).context(|| format!("reading {}", path.display()))?;
-        let execs = entry
-            .execs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        Ok((entry.snapshot(), execs, spec))
+        let bundle = self.store.container_dir(id);
+        let path = bundle.join(store::CONFIG_FILE);
+        let oci_spec_json = tokio::fs::read_to_string(&path)
+            .await
+            .context(|| format!("reading {}", path.display()))?;
+        Ok(Inspection {
+            container: entry.view(),
+            bundle,
+            oci_spec_json,
+        })
     }
 }
 
-/// Reaps a monitor that is exiting, off the async threads.
-fn reap_later(mut child: std::process::Child) {
-    tokio::task::spawn_blocking(move || child.wait());
-}
-
-/// Checks a rootfs path: absolute, existing, a directory.
+/// Checks that a rootfs path (absolute: see `RootSource::validate`) is an
+/// existing directory; returns it resolved.
 fn check_rootfs(path: &Path) -> Result<PathBuf> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::InvalidArgument(
-            "a rootfs path or an image is required".into(),
-        ));
-    }
-    if !path.is_absolute() {
-        return Err(Error::InvalidArgument(format!(
-            "rootfs {} is not an absolute path",
-            path.display()
-        )));
-    }
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => path
             .canonicalize()

@@ -1,14 +1,23 @@
 //! What users watch: logs, events, metrics and health.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
 
 use super::{ListFilter, Runtime};
 use crate::error::{Error, Result};
 use crate::events::Subscription;
 use crate::logs::{self, LogEntry, LogQuery};
 use crate::metrics::{self, Sources};
-use crate::model::{ContainerMetrics, EventFilter, HealthState, Status};
+use crate::model::{ContainerMetrics, EventFilter, HealthState, Operation, Status};
 use crate::store::Record;
+
+/// The shortest interval of [`Runtime::stream_metrics`].
+pub const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
+/// The interval of [`Runtime::stream_metrics`] when none is asked for.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Runtime {
     /// Streams a container's logs.
@@ -45,35 +54,73 @@ impl Runtime {
             .map_err(|e| Error::io(format!("metrics of container {id}"), e))
     }
 
-    /// One snapshot of a running or paused container's resource usage.
-    pub fn metrics(&self, id: &str) -> Result<ContainerMetrics> {
+    /// One snapshot of a running or paused container's resource usage,
+    /// read on a blocking thread (cgroup and /proc files).
+    pub async fn metrics(self: &Arc<Self>, id: &str) -> Result<ContainerMetrics> {
         let record = self.entry(id)?.snapshot();
-        if !matches!(record.status, Status::Running | Status::Paused) {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is {}, not running",
-                record.status.as_str()
-            )));
-        }
-        self.collect(&record)
+        record.status.check(id, Operation::Metrics)?;
+        let runtime = Arc::clone(self);
+        tokio::task::spawn_blocking(move || runtime.collect(&record))
+            .await
+            .map_err(|e| Error::Internal(format!("collecting metrics: {e}")))?
     }
 
     /// Snapshots of the running and paused containers among `ids` (all
-    /// when empty) that carry `labels`. Containers that stop meanwhile are
-    /// left out.
-    pub fn all_metrics(
+    /// when empty) that carry `labels`, read on a blocking thread.
+    /// Containers that stop meanwhile are left out.
+    pub async fn all_metrics(
         self: &Arc<Self>,
-        ids: &[String],
-        filter: &ListFilter,
-    ) -> Vec<ContainerMetrics> {
+        ids: Vec<String>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Vec<ContainerMetrics>> {
         let filter = ListFilter {
             statuses: vec![Status::Running, Status::Paused],
-            labels: filter.labels.clone(),
+            labels,
         };
-        self.list(&filter)
-            .iter()
-            .filter(|r| ids.is_empty() || ids.contains(&r.config.id))
-            .filter_map(|r| self.collect(r).ok())
-            .collect()
+        let runtime = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            runtime
+                .list(&filter)
+                .iter()
+                .map(|v| &v.record)
+                .filter(|r| ids.is_empty() || ids.contains(&r.config.id))
+                .filter_map(|r| runtime.collect(r).ok())
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("collecting metrics: {e}")))
+    }
+
+    /// [`Runtime::all_metrics`] every `interval` (at least
+    /// [`MIN_METRICS_INTERVAL`]; [`DEFAULT_METRICS_INTERVAL`] when `None`),
+    /// until the receiver is dropped. A receiver that does not keep up
+    /// misses snapshots rather than delaying them.
+    pub fn stream_metrics(
+        self: &Arc<Self>,
+        ids: Vec<String>,
+        labels: BTreeMap<String, String>,
+        interval: Option<Duration>,
+    ) -> Result<mpsc::Receiver<Result<Vec<ContainerMetrics>>>> {
+        let interval = interval.unwrap_or(DEFAULT_METRICS_INTERVAL);
+        if interval < MIN_METRICS_INTERVAL {
+            return Err(Error::InvalidArgument(format!(
+                "interval must be at least {MIN_METRICS_INTERVAL:?}"
+            )));
+        }
+        let runtime = Arc::clone(self);
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                let snapshot = runtime.all_metrics(ids.clone(), labels.clone()).await;
+                if tx.send(snapshot).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     /// A container's health-check state.

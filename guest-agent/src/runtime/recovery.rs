@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Entry, Runtime, blocking};
+use super::{Entry, Runtime};
 use crate::error::{IoContext, Result};
 use crate::ids;
 use crate::model::{EventKind, Orphan, OrphanKind, Status};
@@ -64,7 +64,11 @@ impl Runtime {
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(id.clone(), entry.clone());
                         if entry.snapshot().status != Status::Stopped {
-                            if let Some(m) = entry.snapshot().monitor.filter(|m| m.is_alive()) {
+                            if let Some(m) = entry
+                                .snapshot()
+                                .monitor
+                                .filter(|m| self.backend.is_alive(*m))
+                            {
                                 info!(container = %id, monitor = m.pid, "adopted running container");
                                 let run = entry.snapshot().run;
                                 self.watch_monitor(id.clone(), run, m);
@@ -79,7 +83,9 @@ impl Runtime {
                 },
             };
             let record = entry.snapshot();
-            if record.status != Status::Stopped && !record.monitor.is_some_and(|m| m.is_alive()) {
+            if record.status != Status::Stopped
+                && !record.monitor.is_some_and(|m| self.backend.is_alive(m))
+            {
                 self.monitor_exited(&id, record.run).await;
                 report.exited.push(id);
             }
@@ -124,11 +130,11 @@ impl Runtime {
                 ));
             }
         }
-        for record in self.list(&Default::default()) {
-            if record.exit_unknown {
+        for view in self.list(&Default::default()) {
+            if view.record.exit_unknown {
                 orphans.push(orphan(
                     OrphanKind::MissingProcess,
-                    &record.config.id,
+                    &view.record.config.id,
                     None,
                     "its monitor vanished without recording the exit".into(),
                 ));
@@ -225,10 +231,9 @@ impl Runtime {
                     .wait_exit(record.run, Some(FORCE_KILL_WAIT))
                     .await
                     .is_none()
-                    && let Some(m) = record.monitor.filter(|m| m.is_alive())
+                    && let Some(m) = record.monitor.filter(|m| self.backend.is_alive(*m))
                 {
-                    // SAFETY: kills the monitor of this container.
-                    unsafe { libc::kill(m.pid, libc::SIGKILL) };
+                    let _ = self.backend.signal_process(m.pid, libc::SIGKILL);
                     removed.push(Orphan {
                         kind: OrphanKind::MissingProcess,
                         container_id: id.to_string(),
@@ -240,10 +245,10 @@ impl Runtime {
         }
         let state = self.store.libcrun_root().join(id);
         if state.exists() {
-            let libcrun = self.libcrun.clone();
             let cid = id.to_string();
-            if let Err(e) =
-                blocking(format!("deleting {id}"), move || libcrun.delete(&cid, true)).await
+            if let Err(e) = self
+                .call(format!("deleting {id}"), move |b| b.delete(&cid, true))
+                .await
             {
                 warn!(container = %id, error = %e, "libcrun delete failed; removing its state");
                 let _ = std::fs::remove_dir_all(&state);

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{Runtime, blocking};
+use super::Runtime;
+use super::backend::Created;
 use crate::error::Result;
 use crate::model::{EventDetails, EventKind, RestartPolicy, Status};
 use crate::store::{self, Record};
@@ -89,15 +90,15 @@ impl Runtime {
             }),
         );
         // The previous run's state and cgroup go; its logs stay.
-        let libcrun = self.libcrun.clone();
         let cid = id.to_string();
-        let _ = blocking(format!("deleting run {previous} of {id}"), move || {
-            libcrun.delete(&cid, true)
-        })
-        .await;
+        let _ = self
+            .call(format!("deleting run {previous} of {id}"), move |b| {
+                b.delete(&cid, true)
+            })
+            .await;
         let _ = std::fs::remove_file(self.store.container_dir(id).join(store::EXIT_FILE));
         let run = previous + 1;
-        let (pid, monitor) = self.spawn_monitor(&record.config, run).await?;
+        let Created { pid, monitor } = self.spawn_monitor(&record.config, run).await?;
         record.run = run;
         record.pid = pid;
         record.monitor = Some(monitor);

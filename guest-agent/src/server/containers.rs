@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response};
 
 use super::RpcResult;
-use super::convert::{self, container_to_proto};
+use super::convert::{self, ConversionError};
 use crate::error::Error;
-use crate::runtime::{ListFilter, Runtime};
+use crate::model::{ContainerConfig, Resources};
+use crate::runtime::{ContainerView, ListFilter, Runtime};
 use crate::spec;
-use crate::store::Record;
 
 /// The container lifecycle service.
 pub struct Containers {
@@ -24,31 +24,18 @@ impl Containers {
     }
 
     /// The containers a List request selects, for the wire.
-    fn listed(&self, r: pb::ListContainersRequest) -> Result<Vec<pb::Container>, Status> {
+    fn listed(&self, r: pb::ListContainersRequest) -> Result<Vec<pb::Container>, Error> {
         let filter = ListFilter {
-            statuses: r
-                .statuses
-                .iter()
-                .map(|s| convert::status_from_proto(*s))
-                .collect::<Result<_, _>>()?,
+            statuses: convert::statuses(&r.statuses)?,
             labels: r.labels.into_iter().collect(),
         };
-        Ok(self
-            .runtime
-            .list(&filter)
-            .iter()
-            .map(|r| self.container(r))
-            .collect())
+        Ok(self.runtime.list(&filter).iter().map(Into::into).collect())
     }
+}
 
-    fn container(&self, record: &Record) -> pb::Container {
-        let execs = self
-            .runtime
-            .inspect(&record.config.id)
-            .map(|(_, e, _)| e)
-            .unwrap_or_default();
-        container_to_proto(record, execs)
-    }
+/// A container for the wire.
+fn container(view: &ContainerView) -> Option<pb::Container> {
+    Some(view.into())
 }
 
 /// Parses an optional signal name ("" means the default).
@@ -69,13 +56,12 @@ impl ContainerService for Containers {
         let config = request
             .into_inner()
             .config
-            .ok_or_else(|| Status::invalid_argument("config is required"))?;
-        let record = self
-            .runtime
-            .create(convert::config_from_proto(config)?)
-            .await?;
+            .ok_or(ConversionError::Missing("config"))
+            .and_then(ContainerConfig::try_from)
+            .map_err(Error::from)?;
+        let view = self.runtime.create(config).await?;
         Ok(Response::new(pb::CreateContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 
@@ -83,9 +69,9 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::StartContainerRequest>,
     ) -> RpcResult<pb::StartContainerResponse> {
-        let record = self.runtime.start(&request.into_inner().id).await?;
+        let view = self.runtime.start(&request.into_inner().id).await?;
         Ok(Response::new(pb::StartContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 
@@ -94,13 +80,13 @@ impl ContainerService for Containers {
         request: Request<pb::StopContainerRequest>,
     ) -> RpcResult<pb::StopContainerResponse> {
         let r = request.into_inner();
-        let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?;
-        let record = self
+        let timeout = convert::optional_duration(r.timeout, "timeout").map_err(Error::from)?;
+        let view = self
             .runtime
             .stop(&r.id, signal(&r.signal)?, timeout)
             .await?;
         Ok(Response::new(pb::StopContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 
@@ -118,9 +104,9 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::PauseContainerRequest>,
     ) -> RpcResult<pb::PauseContainerResponse> {
-        let record = self.runtime.pause(&request.into_inner().id).await?;
+        let view = self.runtime.pause(&request.into_inner().id).await?;
         Ok(Response::new(pb::PauseContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 
@@ -128,9 +114,9 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::ResumeContainerRequest>,
     ) -> RpcResult<pb::ResumeContainerResponse> {
-        let record = self.runtime.resume(&request.into_inner().id).await?;
+        let view = self.runtime.resume(&request.into_inner().id).await?;
         Ok(Response::new(pb::ResumeContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 
@@ -167,17 +153,12 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::InspectContainerRequest>,
     ) -> RpcResult<pb::InspectContainerResponse> {
-        let (record, execs, spec) = self.runtime.inspect(&request.into_inner().id)?;
-        let mut container = container_to_proto(&record, execs);
-        container.bundle = self
-            .runtime
-            .store()
-            .container_dir(&record.config.id)
-            .display()
-            .to_string();
+        let inspection = self.runtime.inspect(&request.into_inner().id).await?;
+        let mut container = pb::Container::from(&inspection.container);
+        container.bundle = inspection.bundle.display().to_string();
         Ok(Response::new(pb::InspectContainerResponse {
             container: Some(container),
-            oci_spec_json: spec,
+            oci_spec_json: inspection.oci_spec_json,
         }))
     }
 
@@ -187,7 +168,7 @@ impl ContainerService for Containers {
     ) -> RpcResult<pb::WaitContainerResponse> {
         let exit = self.runtime.wait(&request.into_inner().id).await?;
         Ok(Response::new(pb::WaitContainerResponse {
-            exit: Some(convert::exit_to_proto(&exit)),
+            exit: Some((&exit).into()),
         }))
     }
 
@@ -196,13 +177,13 @@ impl ContainerService for Containers {
         request: Request<pb::UpdateContainerRequest>,
     ) -> RpcResult<pb::UpdateContainerResponse> {
         let r = request.into_inner();
-        let resources = convert::resources_from_proto(
-            r.resources
-                .ok_or_else(|| Status::invalid_argument("resources are required"))?,
-        );
-        let record = self.runtime.update(&r.id, &resources).await?;
+        let resources = r
+            .resources
+            .map(Resources::from)
+            .ok_or(Error::from(ConversionError::Missing("resources")))?;
+        let view = self.runtime.update(&r.id, &resources).await?;
         Ok(Response::new(pb::UpdateContainerResponse {
-            container: Some(self.container(&record)),
+            container: container(&view),
         }))
     }
 }

@@ -1,4 +1,16 @@
-//! Conversions between the protocol's messages and the runtime's types.
+//! Conversions between the protocol's messages and the runtime's types:
+//! `From` for what the agent sends, `TryFrom` with [`ConversionError`] for
+//! what it receives. They map representations only; the rules (defaults,
+//! validation) are the model's.
+//!
+//! One policy for times and durations, in both directions of every
+//! message: a value the other side cannot represent is refused, naming its
+//! field (here InvalidArgument; the SDK refuses the server's answer the
+//! same way). Durations the agent sends saturate at the wire's maximum,
+//! which no real duration reaches.
+//!
+//! The image store's types and the protocol's are both foreign to this
+//! crate, so their conversions (at the end) are functions.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -12,640 +24,662 @@ use crate::model::{
     EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount, NetworkMode,
     Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Seccomp, Status,
 };
-use crate::spec;
-use crate::store::Record;
+use crate::runtime::ContainerView;
 
-/// A timestamp for the wire.
-pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    t.into()
+/// A message that does not convert to the runtime's types.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConversionError {
+    /// A required field is missing.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// An enum value this agent does not know.
+    #[error("unknown {field} {value}")]
+    UnknownEnum {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: i32,
+    },
+    /// A time out of the range of the system's clock.
+    #[error("{field}: {value} is not a valid time")]
+    Time {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: prost_types::Timestamp,
+    },
+    /// A negative or out-of-range duration.
+    #[error("{field}: invalid or negative duration {value}")]
+    Duration {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: prost_types::Duration,
+    },
 }
 
-/// A timestamp from the wire.
-pub fn system_time(t: &prost_types::Timestamp, what: &str) -> Result<SystemTime> {
-    SystemTime::try_from(*t).map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
+/// The result of a conversion from the wire.
+pub type Converted<T> = std::result::Result<T, ConversionError>;
+
+impl From<ConversionError> for Error {
+    fn from(e: ConversionError) -> Error {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
+/// A time from the wire.
+fn time(t: prost_types::Timestamp, field: &'static str) -> Converted<SystemTime> {
+    SystemTime::try_from(t).map_err(|_| ConversionError::Time { field, value: t })
 }
 
 /// A duration from the wire (negative ones are refused).
-pub fn duration(d: &prost_types::Duration, what: &str) -> Result<Duration> {
-    Duration::try_from(*d)
-        .map_err(|_| Error::InvalidArgument(format!("{what}: invalid or negative duration {d}")))
+fn duration(d: prost_types::Duration, field: &'static str) -> Converted<Duration> {
+    Duration::try_from(d).map_err(|_| ConversionError::Duration { field, value: d })
 }
 
 /// An optional duration from the wire.
 pub fn optional_duration(
-    d: Option<&prost_types::Duration>,
-    what: &str,
-) -> Result<Option<Duration>> {
-    d.map(|d| duration(d, what)).transpose()
+    d: Option<prost_types::Duration>,
+    field: &'static str,
+) -> Converted<Option<Duration>> {
+    d.map(|d| duration(d, field)).transpose()
 }
 
-fn duration_or(
-    d: Option<&prost_types::Duration>,
-    what: &str,
-    default: Duration,
-) -> Result<Duration> {
-    d.map_or(Ok(default), |d| duration(d, what))
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
-/// A container's configuration from a Create request.
-pub fn config_from_proto(c: pb::ContainerConfig) -> Result<ContainerConfig> {
-    use pb::container_config::Root;
-    let root = match c.root {
-        Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
-        Some(Root::Image(reference)) if !reference.is_empty() => RootSource::Image(reference),
-        _ => {
-            return Err(Error::InvalidArgument(
-                "a rootfs path or an image is required".into(),
-            ));
-        }
-    };
-    let network = match pb::NetworkMode::try_from(c.network_mode) {
-        Ok(pb::NetworkMode::Unspecified | pb::NetworkMode::None) => NetworkMode::None,
-        Ok(pb::NetworkMode::Host) => NetworkMode::Host,
-        Err(_) => {
-            return Err(Error::InvalidArgument(format!(
-                "unknown network mode {}",
-                c.network_mode
-            )));
-        }
-    };
-    let restart_policy = match c.restart_policy {
-        None => RestartPolicy::No,
-        Some(p) => match pb::restart_policy::Kind::try_from(p.kind) {
-            Ok(pb::restart_policy::Kind::Unspecified | pb::restart_policy::Kind::No) => {
-                RestartPolicy::No
-            }
-            Ok(pb::restart_policy::Kind::OnFailure) => RestartPolicy::OnFailure {
-                max_retries: p.max_retries,
-            },
-            Ok(pb::restart_policy::Kind::Always) => RestartPolicy::Always,
-            Err(_) => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown restart policy {}",
-                    p.kind
-                )));
-            }
-        },
-    };
-    let health_check = c
-        .health_check
-        .map(|h| -> Result<HealthCheck> {
-            if h.command.is_empty() {
-                return Err(Error::InvalidArgument(
-                    "health check command is empty".into(),
-                ));
-            }
-            Ok(HealthCheck {
-                command: h.command,
-                interval: duration_or(
-                    h.interval.as_ref(),
-                    "health check interval",
-                    Duration::from_secs(30),
-                )?,
-                timeout: duration_or(
-                    h.timeout.as_ref(),
-                    "health check timeout",
-                    Duration::from_secs(30),
-                )?,
-                retries: if h.retries == 0 { 3 } else { h.retries },
-                start_period: duration_or(
-                    h.start_period.as_ref(),
-                    "health check start period",
-                    Duration::ZERO,
-                )?,
-            })
-        })
-        .transpose()?;
-    let defaults = LogConfig::default();
-    let log = c.log_config.map_or(defaults, |l| LogConfig {
-        max_size_bytes: if l.max_size_bytes == 0 {
-            defaults.max_size_bytes
-        } else {
-            l.max_size_bytes
-        },
-        max_files: if l.max_files == 0 {
-            defaults.max_files
-        } else {
-            l.max_files
-        },
-    });
-    let rlimits = c
-        .rlimits
-        .into_iter()
-        .map(|r| {
-            Ok(Rlimit {
-                kind: spec::normalize_rlimit(&r.r#type)?,
-                soft: r.soft,
-                hard: r.hard,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let caps = c.capabilities.unwrap_or_default();
-    let normalize = |v: Vec<String>| {
-        v.iter()
-            .map(|n| spec::normalize_capability(n))
-            .collect::<Result<Vec<_>>>()
-    };
-    let stop_signal = non_empty(c.stop_signal);
-    if let Some(s) = &stop_signal {
-        spec::signal::parse(s)?;
-    }
-    Ok(ContainerConfig {
-        id: c.id,
-        root,
-        command: c.command,
-        args: c.args,
-        env: c.env,
-        working_dir: non_empty(c.working_dir),
-        user: non_empty(c.user),
-        additional_gids: c.additional_gids,
-        hostname: non_empty(c.hostname),
-        mounts: c
-            .mounts
-            .into_iter()
-            .map(|m| Mount {
-                destination: m.destination,
-                source: m.source,
-                kind: m.r#type,
-                options: m.options,
-                read_only: m.read_only,
-            })
-            .collect(),
-        network,
-        resources: c.resources.map(resources_from_proto).unwrap_or_default(),
-        labels: c.labels.into_iter().collect(),
-        restart_policy,
-        health_check,
-        terminal: c.terminal,
-        log,
-        read_only_rootfs: c.read_only_rootfs,
-        rlimits,
-        capabilities: CapabilityChanges {
-            add: normalize(caps.add)?,
-            drop: normalize(caps.drop)?,
-        },
-        stop_signal,
-        stop_timeout: c
-            .stop_timeout
-            .as_ref()
-            .map(|d| duration(d, "stop timeout"))
-            .transpose()?,
-        annotations: c.annotations.into_iter().collect(),
-        seccomp: seccomp_from_proto(c.seccomp)?,
-        no_new_privileges: c.no_new_privileges,
-    })
-}
-
-/// A seccomp choice from the wire.
-fn seccomp_from_proto(s: Option<pb::SeccompProfile>) -> Result<Seccomp> {
-    use pb::seccomp_profile::Kind;
-    let Some(s) = s else {
-        return Ok(Seccomp::Default);
-    };
-    match Kind::try_from(s.kind) {
-        Ok(Kind::Unspecified | Kind::Default) => Ok(Seccomp::Default),
-        Ok(Kind::Unconfined) => Ok(Seccomp::Unconfined),
-        Ok(Kind::Custom) if !s.custom_json.is_empty() => Ok(Seccomp::Custom(s.custom_json)),
-        Ok(Kind::Custom) => Err(Error::InvalidArgument(
-            "seccomp: KIND_CUSTOM needs custom_json".into(),
-        )),
-        Err(_) => Err(Error::InvalidArgument(format!(
-            "unknown seccomp profile kind {}",
-            s.kind
-        ))),
-    }
-}
-
-/// Resource limits from the wire.
-pub fn resources_from_proto(r: pb::Resources) -> Resources {
-    Resources {
-        memory_limit_bytes: r.memory_limit_bytes,
-        memory_reservation_bytes: r.memory_reservation_bytes,
-        memory_swap_limit_bytes: r.memory_swap_limit_bytes,
-        cpu_shares: r.cpu_shares,
-        cpu_quota_us: r.cpu_quota_us,
-        cpu_period_us: r.cpu_period_us,
-        cpuset_cpus: r.cpuset_cpus,
-        pids_limit: r.pids_limit,
-    }
-}
-
-fn resources_to_proto(r: &Resources) -> pb::Resources {
-    pb::Resources {
-        memory_limit_bytes: r.memory_limit_bytes,
-        memory_reservation_bytes: r.memory_reservation_bytes,
-        memory_swap_limit_bytes: r.memory_swap_limit_bytes,
-        cpu_shares: r.cpu_shares,
-        cpu_quota_us: r.cpu_quota_us,
-        cpu_period_us: r.cpu_period_us,
-        cpuset_cpus: r.cpuset_cpus.clone(),
-        pids_limit: r.pids_limit,
-    }
-}
-
-fn proto_duration(d: Duration) -> prost_types::Duration {
+/// A duration for the wire, saturating.
+fn wire_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
         seconds: i64::MAX,
         nanos: 0,
     })
 }
 
-/// A configuration for the wire (as Inspect returns it).
-pub fn config_to_proto(c: &ContainerConfig) -> pb::ContainerConfig {
-    use pb::container_config::Root;
-    pb::ContainerConfig {
-        id: c.id.clone(),
-        root: Some(match &c.root {
-            RootSource::Rootfs(p) => Root::Rootfs(p.display().to_string()),
-            RootSource::Image(r) => Root::Image(r.clone()),
-        }),
-        command: c.command.clone(),
-        args: c.args.clone(),
-        env: c.env.clone(),
-        working_dir: c.working_dir.clone().unwrap_or_default(),
-        user: c.user.clone().unwrap_or_default(),
-        additional_gids: c.additional_gids.clone(),
-        hostname: c.hostname.clone().unwrap_or_default(),
-        mounts: c
-            .mounts
-            .iter()
-            .map(|m| pb::Mount {
-                destination: m.destination.clone(),
-                source: m.source.clone(),
-                r#type: m.kind.clone(),
-                options: m.options.clone(),
-                read_only: m.read_only,
+/// An enum of the wire from its number.
+fn known<E: TryFrom<i32>>(value: i32, field: &'static str) -> Converted<E> {
+    E::try_from(value).map_err(|_| ConversionError::UnknownEnum { field, value })
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+impl TryFrom<pb::ContainerConfig> for ContainerConfig {
+    type Error = ConversionError;
+
+    /// The configuration of a Create request, as sent: zero values are
+    /// left for [`ContainerConfig::validate`] to default.
+    fn try_from(c: pb::ContainerConfig) -> Converted<ContainerConfig> {
+        use pb::container_config::Root;
+        let root = match c.root {
+            Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
+            Some(Root::Image(reference)) => RootSource::Image(reference),
+            None => return Err(ConversionError::Missing("a rootfs path or an image")),
+        };
+        let network = match known(c.network_mode, "network mode")? {
+            pb::NetworkMode::Unspecified | pb::NetworkMode::None => NetworkMode::None,
+            pb::NetworkMode::Host => NetworkMode::Host,
+        };
+        let restart_policy = match c.restart_policy {
+            None => RestartPolicy::No,
+            Some(p) => match known(p.kind, "restart policy")? {
+                pb::restart_policy::Kind::Unspecified | pb::restart_policy::Kind::No => {
+                    RestartPolicy::No
+                }
+                pb::restart_policy::Kind::OnFailure => RestartPolicy::OnFailure {
+                    max_retries: p.max_retries,
+                },
+                pb::restart_policy::Kind::Always => RestartPolicy::Always,
+            },
+        };
+        let zero_or = |d: Option<prost_types::Duration>, field| {
+            optional_duration(d, field).map(Option::unwrap_or_default)
+        };
+        let health_check = c
+            .health_check
+            .map(|h| -> Converted<HealthCheck> {
+                Ok(HealthCheck {
+                    command: h.command,
+                    interval: zero_or(h.interval, "health check interval")?,
+                    timeout: zero_or(h.timeout, "health check timeout")?,
+                    retries: h.retries,
+                    start_period: zero_or(h.start_period, "health check start period")?,
+                })
             })
-            .collect(),
-        network_mode: match c.network {
-            NetworkMode::None => pb::NetworkMode::None,
-            NetworkMode::Host => pb::NetworkMode::Host,
-        } as i32,
-        resources: Some(resources_to_proto(&c.resources)),
-        labels: c.labels.clone().into_iter().collect(),
-        restart_policy: Some(match c.restart_policy {
-            RestartPolicy::No => pb::RestartPolicy {
-                kind: pb::restart_policy::Kind::No as i32,
-                max_retries: 0,
+            .transpose()?;
+        let log = c.log_config.unwrap_or_default();
+        let caps = c.capabilities.unwrap_or_default();
+        Ok(ContainerConfig {
+            id: c.id,
+            root,
+            command: c.command,
+            args: c.args,
+            env: c.env,
+            working_dir: non_empty(c.working_dir),
+            user: non_empty(c.user),
+            additional_gids: c.additional_gids,
+            hostname: non_empty(c.hostname),
+            mounts: c.mounts.into_iter().map(Mount::from).collect(),
+            network,
+            resources: c.resources.map(Resources::from).unwrap_or_default(),
+            labels: c.labels.into_iter().collect(),
+            restart_policy,
+            health_check,
+            terminal: c.terminal,
+            log: LogConfig {
+                max_size_bytes: log.max_size_bytes,
+                max_files: log.max_files,
             },
-            RestartPolicy::OnFailure { max_retries } => pb::RestartPolicy {
-                kind: pb::restart_policy::Kind::OnFailure as i32,
-                max_retries,
+            read_only_rootfs: c.read_only_rootfs,
+            rlimits: c
+                .rlimits
+                .into_iter()
+                .map(|r| Rlimit {
+                    kind: r.r#type,
+                    soft: r.soft,
+                    hard: r.hard,
+                })
+                .collect(),
+            capabilities: CapabilityChanges {
+                add: caps.add,
+                drop: caps.drop,
             },
-            RestartPolicy::Always => pb::RestartPolicy {
-                kind: pb::restart_policy::Kind::Always as i32,
-                max_retries: 0,
-            },
-        }),
-        health_check: c.health_check.as_ref().map(|h| pb::HealthCheck {
-            command: h.command.clone(),
-            interval: Some(proto_duration(h.interval)),
-            timeout: Some(proto_duration(h.timeout)),
-            retries: h.retries,
-            start_period: Some(proto_duration(h.start_period)),
-        }),
-        terminal: c.terminal,
-        log_config: Some(pb::LogConfig {
-            max_size_bytes: c.log.max_size_bytes,
-            max_files: c.log.max_files,
-        }),
-        read_only_rootfs: c.read_only_rootfs,
-        rlimits: c
-            .rlimits
-            .iter()
-            .map(|r| pb::Rlimit {
-                r#type: r.kind.clone(),
-                soft: r.soft,
-                hard: r.hard,
-            })
-            .collect(),
-        capabilities: Some(pb::Capabilities {
-            add: c.capabilities.add.clone(),
-            drop: c.capabilities.drop.clone(),
-        }),
-        stop_signal: c.stop_signal.clone().unwrap_or_default(),
-        stop_timeout: c.stop_timeout.map(proto_duration),
-        annotations: c.annotations.clone().into_iter().collect(),
-        seccomp: Some(match &c.seccomp {
-            Seccomp::Default => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Default as i32,
-                custom_json: String::new(),
-            },
-            Seccomp::Unconfined => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Unconfined as i32,
-                custom_json: String::new(),
-            },
-            Seccomp::Custom(json) => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Custom as i32,
-                custom_json: json.clone(),
-            },
-        }),
-        no_new_privileges: c.no_new_privileges,
+            stop_signal: non_empty(c.stop_signal),
+            stop_timeout: optional_duration(c.stop_timeout, "stop timeout")?,
+            annotations: c.annotations.into_iter().collect(),
+            seccomp: c
+                .seccomp
+                .map(Seccomp::try_from)
+                .transpose()?
+                .unwrap_or_default(),
+            no_new_privileges: c.no_new_privileges,
+        })
     }
 }
 
-/// A status for the wire.
-pub fn status_to_proto(s: Status) -> pb::ContainerStatus {
-    match s {
-        Status::Created => pb::ContainerStatus::Created,
-        Status::Running => pb::ContainerStatus::Running,
-        Status::Paused => pb::ContainerStatus::Paused,
-        Status::Stopped => pb::ContainerStatus::Stopped,
-    }
-}
+impl TryFrom<pb::SeccompProfile> for Seccomp {
+    type Error = ConversionError;
 
-/// A status from a filter.
-pub fn status_from_proto(s: i32) -> Result<Status> {
-    match pb::ContainerStatus::try_from(s) {
-        Ok(pb::ContainerStatus::Created) => Ok(Status::Created),
-        Ok(pb::ContainerStatus::Running) => Ok(Status::Running),
-        Ok(pb::ContainerStatus::Paused) => Ok(Status::Paused),
-        Ok(pb::ContainerStatus::Stopped) => Ok(Status::Stopped),
-        _ => Err(Error::InvalidArgument(format!(
-            "unknown container status {s}"
-        ))),
-    }
-}
-
-/// An exit status for the wire.
-pub fn exit_to_proto(e: &ExitStatus) -> pb::ExitStatus {
-    pb::ExitStatus {
-        exit_code: e.exit_code,
-        signal: e.signal,
-        oom_killed: e.oom_killed,
-        finished_at: Some(timestamp(e.finished_at)),
-    }
-}
-
-/// A container for the wire.
-pub fn container_to_proto(r: &Record, exec_ids: Vec<String>) -> pb::Container {
-    pb::Container {
-        id: r.config.id.clone(),
-        agent: String::new(),
-        status: status_to_proto(r.status) as i32,
-        config: Some(config_to_proto(&r.config)),
-        pid: u32::try_from(r.pid).unwrap_or(0),
-        created_at: Some(timestamp(r.created_at)),
-        started_at: r.started_at.map(timestamp),
-        last_exit: r.last_exit.as_ref().map(exit_to_proto),
-        restart_count: r.restart_count,
-        health_status: health_status_to_proto(r.health.status) as i32,
-        bundle: String::new(),
-        rootfs_path: r.rootfs_path.display().to_string(),
-        image_digest: r.image_digest.clone().unwrap_or_default(),
-        exec_ids,
-    }
-}
-
-/// An exec process from the wire.
-pub fn process_from_proto(p: Option<pb::ProcessSpec>) -> Result<ProcessSpec> {
-    let p = p.ok_or_else(|| Error::InvalidArgument("process is required".into()))?;
-    Ok(ProcessSpec {
-        command: p.command,
-        env: p.env,
-        working_dir: non_empty(p.working_dir),
-        user: non_empty(p.user),
-        tty: p.tty,
-    })
-}
-
-/// A log query from the wire.
-pub fn log_query(r: &pb::LogsRequest) -> Result<LogQuery> {
-    let mut stdout = r.streams.is_empty();
-    let mut stderr = r.streams.is_empty();
-    for s in &r.streams {
-        match pb::LogStream::try_from(*s) {
-            Ok(pb::LogStream::Stdout) => stdout = true,
-            Ok(pb::LogStream::Stderr) => stderr = true,
-            Ok(pb::LogStream::Unspecified) => {
-                stdout = true;
-                stderr = true;
-            }
-            Err(_) => return Err(Error::InvalidArgument(format!("unknown log stream {s}"))),
+    fn try_from(s: pb::SeccompProfile) -> Converted<Seccomp> {
+        use pb::seccomp_profile::Kind;
+        match known(s.kind, "seccomp profile kind")? {
+            Kind::Unspecified | Kind::Default => Ok(Seccomp::Default),
+            Kind::Unconfined => Ok(Seccomp::Unconfined),
+            Kind::Custom if !s.custom_json.is_empty() => Ok(Seccomp::Custom(s.custom_json)),
+            Kind::Custom => Err(ConversionError::Missing(
+                "seccomp.custom_json (for KIND_CUSTOM)",
+            )),
         }
     }
-    Ok(LogQuery {
-        follow: r.follow,
-        tail: r.tail,
-        since: r
-            .since
-            .as_ref()
-            .map(|t| system_time(t, "since"))
-            .transpose()?,
-        until: r
-            .until
-            .as_ref()
-            .map(|t| system_time(t, "until"))
-            .transpose()?,
-        stdout,
-        stderr,
-    })
 }
 
-/// A log entry for the wire.
-pub fn log_entry_to_proto(e: LogEntry, timestamps: bool) -> pb::LogEntry {
-    pb::LogEntry {
-        time: timestamps.then(|| timestamp(e.time)),
-        stream: match e.stream {
-            Stream::Stdout => pb::LogStream::Stdout,
-            Stream::Stderr => pb::LogStream::Stderr,
-        } as i32,
-        data: e.data,
-        partial: e.partial,
+impl From<&Seccomp> for pb::SeccompProfile {
+    fn from(s: &Seccomp) -> pb::SeccompProfile {
+        use pb::seccomp_profile::Kind;
+        let (kind, custom_json) = match s {
+            Seccomp::Default => (Kind::Default, String::new()),
+            Seccomp::Unconfined => (Kind::Unconfined, String::new()),
+            Seccomp::Custom(json) => (Kind::Custom, json.clone()),
+        };
+        pb::SeccompProfile {
+            kind: kind as i32,
+            custom_json,
+        }
     }
 }
 
-/// A health status for the wire.
-pub fn health_status_to_proto(s: HealthStatus) -> pb::HealthStatus {
-    match s {
-        HealthStatus::None => pb::HealthStatus::None,
-        HealthStatus::Starting => pb::HealthStatus::Starting,
-        HealthStatus::Healthy => pb::HealthStatus::Healthy,
-        HealthStatus::Unhealthy => pb::HealthStatus::Unhealthy,
+impl From<pb::Mount> for Mount {
+    fn from(m: pb::Mount) -> Mount {
+        Mount {
+            destination: m.destination,
+            source: m.source,
+            kind: m.r#type,
+            options: m.options,
+            read_only: m.read_only,
+        }
     }
 }
 
-/// A container's health for the wire.
-pub fn health_to_proto(container_id: &str, h: &HealthState) -> pb::ContainerHealth {
-    pb::ContainerHealth {
-        container_id: container_id.to_string(),
-        status: health_status_to_proto(h.status) as i32,
-        failing_streak: h.failing_streak,
-        recent_results: h
-            .recent
-            .iter()
-            .map(|r| pb::HealthCheckResult {
-                started_at: Some(timestamp(r.started_at)),
-                finished_at: Some(timestamp(r.finished_at)),
-                exit_code: r.exit_code,
-                output: r.output.clone().into(),
-                timed_out: r.timed_out,
-            })
-            .collect(),
-        agent: String::new(),
+impl From<&Mount> for pb::Mount {
+    fn from(m: &Mount) -> pb::Mount {
+        pb::Mount {
+            destination: m.destination.clone(),
+            source: m.source.clone(),
+            r#type: m.kind.clone(),
+            options: m.options.clone(),
+            read_only: m.read_only,
+        }
     }
 }
 
-/// An event kind for the wire.
-pub fn event_kind_to_proto(k: EventKind) -> pb::EventType {
-    match k {
-        EventKind::Create => pb::EventType::Create,
-        EventKind::Start => pb::EventType::Start,
-        EventKind::ExecAdded => pb::EventType::ExecAdded,
-        EventKind::ExecStarted => pb::EventType::ExecStarted,
-        EventKind::Exit => pb::EventType::Exit,
-        EventKind::Oom => pb::EventType::Oom,
-        EventKind::Pause => pb::EventType::Pause,
-        EventKind::Resume => pb::EventType::Resume,
-        EventKind::Delete => pb::EventType::Delete,
-        EventKind::HealthStatus => pb::EventType::HealthStatus,
-        EventKind::Restart => pb::EventType::Restart,
+impl From<pb::Resources> for Resources {
+    fn from(r: pb::Resources) -> Resources {
+        Resources {
+            memory_limit_bytes: r.memory_limit_bytes,
+            memory_reservation_bytes: r.memory_reservation_bytes,
+            memory_swap_limit_bytes: r.memory_swap_limit_bytes,
+            cpu_shares: r.cpu_shares,
+            cpu_quota_us: r.cpu_quota_us,
+            cpu_period_us: r.cpu_period_us,
+            cpuset_cpus: r.cpuset_cpus,
+            pids_limit: r.pids_limit,
+        }
     }
 }
 
-/// An event kind from a filter.
-pub fn event_kind_from_proto(t: i32) -> Result<EventKind> {
-    use pb::EventType as T;
-    Ok(match T::try_from(t) {
-        Ok(T::Create) => EventKind::Create,
-        Ok(T::Start) => EventKind::Start,
-        Ok(T::ExecAdded) => EventKind::ExecAdded,
-        Ok(T::ExecStarted) => EventKind::ExecStarted,
-        Ok(T::Exit) => EventKind::Exit,
-        Ok(T::Oom) => EventKind::Oom,
-        Ok(T::Pause) => EventKind::Pause,
-        Ok(T::Resume) => EventKind::Resume,
-        Ok(T::Delete) => EventKind::Delete,
-        Ok(T::HealthStatus) => EventKind::HealthStatus,
-        Ok(T::Restart) => EventKind::Restart,
-        _ => return Err(Error::InvalidArgument(format!("unknown event type {t}"))),
-    })
+impl From<&Resources> for pb::Resources {
+    fn from(r: &Resources) -> pb::Resources {
+        pb::Resources {
+            memory_limit_bytes: r.memory_limit_bytes,
+            memory_reservation_bytes: r.memory_reservation_bytes,
+            memory_swap_limit_bytes: r.memory_swap_limit_bytes,
+            cpu_shares: r.cpu_shares,
+            cpu_quota_us: r.cpu_quota_us,
+            cpu_period_us: r.cpu_period_us,
+            cpuset_cpus: r.cpuset_cpus.clone(),
+            pids_limit: r.pids_limit,
+        }
+    }
 }
 
-/// An event filter from a Subscribe request.
-pub fn event_filter(r: &pb::SubscribeEventsRequest) -> Result<EventFilter> {
-    Ok(EventFilter {
-        container_ids: r.container_ids.clone(),
-        kinds: r
-            .types
-            .iter()
-            .map(|t| event_kind_from_proto(*t))
-            .collect::<Result<_>>()?,
-        labels: r.labels.clone().into_iter().collect(),
-    })
-}
-
-/// An event for the wire.
-pub fn event_to_proto(e: &Event) -> pb::Event {
-    use pb::event::Details;
-    pb::Event {
-        sequence: e.sequence,
-        time: Some(timestamp(e.time)),
-        r#type: event_kind_to_proto(e.kind) as i32,
-        container_id: e.container_id.clone(),
-        exec_id: e.exec_id.clone().unwrap_or_default(),
-        agent: String::new(),
-        labels: e.labels.clone().into_iter().collect(),
-        details: e.details.as_ref().map(|d| match d {
-            EventDetails::Exit(exit) => Details::Exit(exit_to_proto(exit)),
-            EventDetails::Health {
-                previous,
-                current,
-                failing_streak,
-            } => Details::Health(pb::HealthStatusChange {
-                previous: health_status_to_proto(*previous) as i32,
-                current: health_status_to_proto(*current) as i32,
-                failing_streak: *failing_streak,
+impl From<&ContainerConfig> for pb::ContainerConfig {
+    /// A configuration as Inspect returns it.
+    fn from(c: &ContainerConfig) -> pb::ContainerConfig {
+        use pb::container_config::Root;
+        pb::ContainerConfig {
+            id: c.id.clone(),
+            root: Some(match &c.root {
+                RootSource::Rootfs(p) => Root::Rootfs(p.display().to_string()),
+                RootSource::Image(r) => Root::Image(r.clone()),
             }),
-            EventDetails::Restart {
-                restart_count,
-                backoff,
-            } => Details::Restart(pb::RestartInfo {
-                restart_count: *restart_count,
-                backoff: Some(proto_duration(*backoff)),
+            command: c.command.clone(),
+            args: c.args.clone(),
+            env: c.env.clone(),
+            working_dir: c.working_dir.clone().unwrap_or_default(),
+            user: c.user.clone().unwrap_or_default(),
+            additional_gids: c.additional_gids.clone(),
+            hostname: c.hostname.clone().unwrap_or_default(),
+            mounts: c.mounts.iter().map(pb::Mount::from).collect(),
+            network_mode: match c.network {
+                NetworkMode::None => pb::NetworkMode::None,
+                NetworkMode::Host => pb::NetworkMode::Host,
+            } as i32,
+            resources: Some((&c.resources).into()),
+            labels: c.labels.clone().into_iter().collect(),
+            restart_policy: Some(match c.restart_policy {
+                RestartPolicy::No => pb::RestartPolicy {
+                    kind: pb::restart_policy::Kind::No as i32,
+                    max_retries: 0,
+                },
+                RestartPolicy::OnFailure { max_retries } => pb::RestartPolicy {
+                    kind: pb::restart_policy::Kind::OnFailure as i32,
+                    max_retries,
+                },
+                RestartPolicy::Always => pb::RestartPolicy {
+                    kind: pb::restart_policy::Kind::Always as i32,
+                    max_retries: 0,
+                },
             }),
-        }),
+            health_check: c.health_check.as_ref().map(|h| pb::HealthCheck {
+                command: h.command.clone(),
+                interval: Some(wire_duration(h.interval)),
+                timeout: Some(wire_duration(h.timeout)),
+                retries: h.retries,
+                start_period: Some(wire_duration(h.start_period)),
+            }),
+            terminal: c.terminal,
+            log_config: Some(pb::LogConfig {
+                max_size_bytes: c.log.max_size_bytes,
+                max_files: c.log.max_files,
+            }),
+            read_only_rootfs: c.read_only_rootfs,
+            rlimits: c
+                .rlimits
+                .iter()
+                .map(|r| pb::Rlimit {
+                    r#type: r.kind.clone(),
+                    soft: r.soft,
+                    hard: r.hard,
+                })
+                .collect(),
+            capabilities: Some(pb::Capabilities {
+                add: c.capabilities.add.clone(),
+                drop: c.capabilities.drop.clone(),
+            }),
+            stop_signal: c.stop_signal.clone().unwrap_or_default(),
+            stop_timeout: c.stop_timeout.map(wire_duration),
+            annotations: c.annotations.clone().into_iter().collect(),
+            seccomp: Some((&c.seccomp).into()),
+            no_new_privileges: c.no_new_privileges,
+        }
     }
 }
 
-/// Metrics for the wire.
-pub fn metrics_to_proto(m: &ContainerMetrics) -> pb::ContainerMetrics {
-    let interfaces: Vec<pb::NetworkInterfaceMetrics> = m
-        .network
+impl From<Status> for pb::ContainerStatus {
+    fn from(s: Status) -> pb::ContainerStatus {
+        match s {
+            Status::Created => pb::ContainerStatus::Created,
+            Status::Running => pb::ContainerStatus::Running,
+            Status::Paused => pb::ContainerStatus::Paused,
+            Status::Stopped => pb::ContainerStatus::Stopped,
+        }
+    }
+}
+
+impl TryFrom<pb::ContainerStatus> for Status {
+    type Error = ConversionError;
+
+    fn try_from(s: pb::ContainerStatus) -> Converted<Status> {
+        match s {
+            pb::ContainerStatus::Created => Ok(Status::Created),
+            pb::ContainerStatus::Running => Ok(Status::Running),
+            pb::ContainerStatus::Paused => Ok(Status::Paused),
+            pb::ContainerStatus::Stopped => Ok(Status::Stopped),
+            pb::ContainerStatus::Unspecified => Err(ConversionError::UnknownEnum {
+                field: "container status",
+                value: s as i32,
+            }),
+        }
+    }
+}
+
+/// The statuses of a List filter.
+pub fn statuses(values: &[i32]) -> Converted<Vec<Status>> {
+    values
         .iter()
-        .map(|i| pb::NetworkInterfaceMetrics {
-            interface: i.name.clone(),
-            rx_bytes: i.rx_bytes,
-            rx_packets: i.rx_packets,
-            rx_errors: i.rx_errors,
-            rx_dropped: i.rx_dropped,
-            tx_bytes: i.tx_bytes,
-            tx_packets: i.tx_packets,
-            tx_errors: i.tx_errors,
-            tx_dropped: i.tx_dropped,
-        })
-        .collect();
-    pb::ContainerMetrics {
-        container_id: m.container_id.clone(),
-        agent: String::new(),
-        time: Some(timestamp(m.time)),
-        cpu: Some(pb::CpuMetrics {
-            usage_total_ns: m.cpu.usage_total_ns,
-            usage_user_ns: m.cpu.usage_user_ns,
-            usage_system_ns: m.cpu.usage_system_ns,
-            periods: m.cpu.periods,
-            throttled_periods: m.cpu.throttled_periods,
-            throttled_time_ns: m.cpu.throttled_time_ns,
-        }),
-        memory: Some(pb::MemoryMetrics {
-            usage_bytes: m.memory.usage_bytes,
-            limit_bytes: m.memory.limit_bytes,
-            cache_bytes: m.memory.cache_bytes,
-            rss_bytes: m.memory.rss_bytes,
-            max_usage_bytes: m.memory.max_usage_bytes,
-            oom_kill_count: m.memory.oom_kill_count,
-            swap_bytes: m.memory.swap_bytes,
-        }),
-        network: Some(pb::NetworkMetrics {
-            rx_bytes: interfaces.iter().map(|i| i.rx_bytes).sum(),
-            tx_bytes: interfaces.iter().map(|i| i.tx_bytes).sum(),
-            interfaces,
-        }),
-        blkio: Some(pb::BlkioMetrics {
-            read_bytes: m.blkio.read_bytes,
-            write_bytes: m.blkio.write_bytes,
-            read_ops: m.blkio.read_ops,
-            write_ops: m.blkio.write_ops,
-        }),
-        pids: Some(pb::PidsMetrics {
-            current: m.pids.current,
-            limit: m.pids.limit,
-        }),
+        .map(|v| Status::try_from(known::<pb::ContainerStatus>(*v, "container status")?))
+        .collect()
+}
+
+impl From<&ExitStatus> for pb::ExitStatus {
+    fn from(e: &ExitStatus) -> pb::ExitStatus {
+        pb::ExitStatus {
+            exit_code: e.exit_code,
+            signal: e.signal,
+            oom_killed: e.oom_killed,
+            finished_at: Some(e.finished_at.into()),
+        }
     }
 }
 
-/// An orphan for the wire.
-pub fn orphan_to_proto(o: &Orphan) -> pb::Orphan {
-    pb::Orphan {
-        kind: match o.kind {
-            OrphanKind::RuntimeState => pb::OrphanKind::RuntimeState,
-            OrphanKind::MissingProcess => pb::OrphanKind::MissingProcess,
-            OrphanKind::Cgroup => pb::OrphanKind::Cgroup,
-            OrphanKind::Mount => pb::OrphanKind::Mount,
-            OrphanKind::StateDirectory => pb::OrphanKind::StateDirectory,
-        } as i32,
-        container_id: o.container_id.clone(),
-        path: o
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        detail: o.detail.clone(),
-        agent: String::new(),
+impl From<&ContainerView> for pb::Container {
+    fn from(v: &ContainerView) -> pb::Container {
+        let r = &v.record;
+        pb::Container {
+            id: r.config.id.clone(),
+            agent: String::new(),
+            status: pb::ContainerStatus::from(r.status) as i32,
+            config: Some((&r.config).into()),
+            pid: u32::try_from(r.pid).unwrap_or(0),
+            created_at: Some(r.created_at.into()),
+            started_at: r.started_at.map(Into::into),
+            last_exit: r.last_exit.as_ref().map(Into::into),
+            restart_count: r.restart_count,
+            health_status: pb::HealthStatus::from(r.health.status) as i32,
+            bundle: String::new(),
+            rootfs_path: r.rootfs_path.display().to_string(),
+            image_digest: r.image_digest.clone().unwrap_or_default(),
+            exec_ids: v.exec_ids.clone(),
+        }
+    }
+}
+
+impl From<pb::ProcessSpec> for ProcessSpec {
+    fn from(p: pb::ProcessSpec) -> ProcessSpec {
+        ProcessSpec {
+            command: p.command,
+            env: p.env,
+            working_dir: non_empty(p.working_dir),
+            user: non_empty(p.user),
+            tty: p.tty,
+        }
+    }
+}
+
+impl TryFrom<&pb::LogsRequest> for LogQuery {
+    type Error = ConversionError;
+
+    fn try_from(r: &pb::LogsRequest) -> Converted<LogQuery> {
+        let mut stdout = r.streams.is_empty();
+        let mut stderr = r.streams.is_empty();
+        for s in &r.streams {
+            match known(*s, "log stream")? {
+                pb::LogStream::Stdout => stdout = true,
+                pb::LogStream::Stderr => stderr = true,
+                pb::LogStream::Unspecified => {
+                    stdout = true;
+                    stderr = true;
+                }
+            }
+        }
+        Ok(LogQuery {
+            follow: r.follow,
+            tail: r.tail,
+            since: r.since.map(|t| time(t, "since")).transpose()?,
+            until: r.until.map(|t| time(t, "until")).transpose()?,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl From<LogEntry> for pb::LogEntry {
+    fn from(e: LogEntry) -> pb::LogEntry {
+        pb::LogEntry {
+            time: Some(e.time.into()),
+            stream: match e.stream {
+                Stream::Stdout => pb::LogStream::Stdout,
+                Stream::Stderr => pb::LogStream::Stderr,
+            } as i32,
+            data: e.data,
+            partial: e.partial,
+        }
+    }
+}
+
+impl From<HealthStatus> for pb::HealthStatus {
+    fn from(s: HealthStatus) -> pb::HealthStatus {
+        match s {
+            HealthStatus::None => pb::HealthStatus::None,
+            HealthStatus::Starting => pb::HealthStatus::Starting,
+            HealthStatus::Healthy => pb::HealthStatus::Healthy,
+            HealthStatus::Unhealthy => pb::HealthStatus::Unhealthy,
+        }
+    }
+}
+
+impl From<&HealthState> for pb::ContainerHealth {
+    /// A container's health, without its id (the caller knows it).
+    fn from(h: &HealthState) -> pb::ContainerHealth {
+        pb::ContainerHealth {
+            container_id: String::new(),
+            status: pb::HealthStatus::from(h.status) as i32,
+            failing_streak: h.failing_streak,
+            recent_results: h
+                .recent
+                .iter()
+                .map(|r| pb::HealthCheckResult {
+                    started_at: Some(r.started_at.into()),
+                    finished_at: Some(r.finished_at.into()),
+                    exit_code: r.exit_code,
+                    output: r.output.clone().into(),
+                    timed_out: r.timed_out,
+                })
+                .collect(),
+            agent: String::new(),
+        }
+    }
+}
+
+impl From<EventKind> for pb::EventType {
+    fn from(k: EventKind) -> pb::EventType {
+        match k {
+            EventKind::Create => pb::EventType::Create,
+            EventKind::Start => pb::EventType::Start,
+            EventKind::ExecAdded => pb::EventType::ExecAdded,
+            EventKind::ExecStarted => pb::EventType::ExecStarted,
+            EventKind::Exit => pb::EventType::Exit,
+            EventKind::Oom => pb::EventType::Oom,
+            EventKind::Pause => pb::EventType::Pause,
+            EventKind::Resume => pb::EventType::Resume,
+            EventKind::Delete => pb::EventType::Delete,
+            EventKind::HealthStatus => pb::EventType::HealthStatus,
+            EventKind::Restart => pb::EventType::Restart,
+        }
+    }
+}
+
+impl TryFrom<pb::EventType> for EventKind {
+    type Error = ConversionError;
+
+    fn try_from(t: pb::EventType) -> Converted<EventKind> {
+        use pb::EventType as T;
+        Ok(match t {
+            T::Create => EventKind::Create,
+            T::Start => EventKind::Start,
+            T::ExecAdded => EventKind::ExecAdded,
+            T::ExecStarted => EventKind::ExecStarted,
+            T::Exit => EventKind::Exit,
+            T::Oom => EventKind::Oom,
+            T::Pause => EventKind::Pause,
+            T::Resume => EventKind::Resume,
+            T::Delete => EventKind::Delete,
+            T::HealthStatus => EventKind::HealthStatus,
+            T::Restart => EventKind::Restart,
+            T::Unspecified => {
+                return Err(ConversionError::UnknownEnum {
+                    field: "event type",
+                    value: t as i32,
+                });
+            }
+        })
+    }
+}
+
+impl TryFrom<&pb::SubscribeEventsRequest> for EventFilter {
+    type Error = ConversionError;
+
+    fn try_from(r: &pb::SubscribeEventsRequest) -> Converted<EventFilter> {
+        Ok(EventFilter {
+            container_ids: r.container_ids.clone(),
+            kinds: r
+                .types
+                .iter()
+                .map(|t| EventKind::try_from(known::<pb::EventType>(*t, "event type")?))
+                .collect::<Converted<_>>()?,
+            labels: r.labels.clone().into_iter().collect(),
+        })
+    }
+}
+
+impl From<&Event> for pb::Event {
+    fn from(e: &Event) -> pb::Event {
+        use pb::event::Details;
+        pb::Event {
+            sequence: e.sequence,
+            time: Some(e.time.into()),
+            r#type: pb::EventType::from(e.kind) as i32,
+            container_id: e.container_id.clone(),
+            exec_id: e.exec_id.clone().unwrap_or_default(),
+            agent: String::new(),
+            labels: e.labels.clone().into_iter().collect(),
+            details: e.details.as_ref().map(|d| match d {
+                EventDetails::Exit(exit) => Details::Exit(exit.into()),
+                EventDetails::Health {
+                    previous,
+                    current,
+                    failing_streak,
+                } => Details::Health(pb::HealthStatusChange {
+                    previous: pb::HealthStatus::from(*previous) as i32,
+                    current: pb::HealthStatus::from(*current) as i32,
+                    failing_streak: *failing_streak,
+                }),
+                EventDetails::Restart {
+                    restart_count,
+                    backoff,
+                } => Details::Restart(pb::RestartInfo {
+                    restart_count: *restart_count,
+                    backoff: Some(wire_duration(*backoff)),
+                }),
+            }),
+        }
+    }
+}
+
+impl From<&ContainerMetrics> for pb::ContainerMetrics {
+    fn from(m: &ContainerMetrics) -> pb::ContainerMetrics {
+        let interfaces: Vec<pb::NetworkInterfaceMetrics> = m
+            .network
+            .iter()
+            .map(|i| pb::NetworkInterfaceMetrics {
+                interface: i.name.clone(),
+                rx_bytes: i.rx_bytes,
+                rx_packets: i.rx_packets,
+                rx_errors: i.rx_errors,
+                rx_dropped: i.rx_dropped,
+                tx_bytes: i.tx_bytes,
+                tx_packets: i.tx_packets,
+                tx_errors: i.tx_errors,
+                tx_dropped: i.tx_dropped,
+            })
+            .collect();
+        pb::ContainerMetrics {
+            container_id: m.container_id.clone(),
+            agent: String::new(),
+            time: Some(m.time.into()),
+            cpu: Some(pb::CpuMetrics {
+                usage_total_ns: m.cpu.usage_total_ns,
+                usage_user_ns: m.cpu.usage_user_ns,
+                usage_system_ns: m.cpu.usage_system_ns,
+                periods: m.cpu.periods,
+                throttled_periods: m.cpu.throttled_periods,
+                throttled_time_ns: m.cpu.throttled_time_ns,
+            }),
+            memory: Some(pb::MemoryMetrics {
+                usage_bytes: m.memory.usage_bytes,
+                limit_bytes: m.memory.limit_bytes,
+                cache_bytes: m.memory.cache_bytes,
+                rss_bytes: m.memory.rss_bytes,
+                max_usage_bytes: m.memory.max_usage_bytes,
+                oom_kill_count: m.memory.oom_kill_count,
+                swap_bytes: m.memory.swap_bytes,
+            }),
+            network: Some(pb::NetworkMetrics {
+                rx_bytes: interfaces.iter().map(|i| i.rx_bytes).sum(),
+                tx_bytes: interfaces.iter().map(|i| i.tx_bytes).sum(),
+                interfaces,
+            }),
+            blkio: Some(pb::BlkioMetrics {
+                read_bytes: m.blkio.read_bytes,
+                write_bytes: m.blkio.write_bytes,
+                read_ops: m.blkio.read_ops,
+                write_ops: m.blkio.write_ops,
+            }),
+            pids: Some(pb::PidsMetrics {
+                current: m.pids.current,
+                limit: m.pids.limit,
+            }),
+        }
+    }
+}
+
+impl From<&Orphan> for pb::Orphan {
+    fn from(o: &Orphan) -> pb::Orphan {
+        pb::Orphan {
+            kind: match o.kind {
+                OrphanKind::RuntimeState => pb::OrphanKind::RuntimeState,
+                OrphanKind::MissingProcess => pb::OrphanKind::MissingProcess,
+                OrphanKind::Cgroup => pb::OrphanKind::Cgroup,
+                OrphanKind::Mount => pb::OrphanKind::Mount,
+                OrphanKind::StateDirectory => pb::OrphanKind::StateDirectory,
+            } as i32,
+            container_id: o.container_id.clone(),
+            path: o
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            detail: o.detail.clone(),
+            agent: String::new(),
+        }
     }
 }
 
@@ -716,7 +750,7 @@ pub fn image_to_proto(i: &crun_shim_images::Image) -> pb::Image {
         references: i.references.clone(),
         digest: i.digest.clone(),
         size: i.size,
-        created: i.created.map(timestamp),
+        created: i.created.map(Into::into),
         os: i.os.clone(),
         architecture: i.architecture.clone(),
         config: Some(pb::ImageConfig {
@@ -732,5 +766,99 @@ pub fn image_to_proto(i: &crun_shim_images::Image) -> pb::Image {
         layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
         agent: String::new(),
         used_by: i.used_by.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_goes_to_the_wire_and_back() {
+        let mut config = ContainerConfig {
+            id: "web".into(),
+            root: RootSource::Rootfs("/srv/rootfs".into()),
+            command: vec!["httpd".into()],
+            user: Some("1000".into()),
+            restart_policy: RestartPolicy::OnFailure { max_retries: 2 },
+            health_check: Some(HealthCheck {
+                command: vec!["true".into()],
+                interval: Duration::from_millis(250),
+                timeout: Duration::ZERO,
+                retries: 0,
+                start_period: Duration::ZERO,
+            }),
+            stop_timeout: Some(Duration::from_secs(3)),
+            ..Default::default()
+        };
+        config.validate().unwrap();
+        let back = ContainerConfig::try_from(pb::ContainerConfig::from(&config)).unwrap();
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn what_the_wire_cannot_say_is_refused_naming_the_field() {
+        let no_root = pb::ContainerConfig::default();
+        assert_eq!(
+            ContainerConfig::try_from(no_root).unwrap_err(),
+            ConversionError::Missing("a rootfs path or an image")
+        );
+        let bad_network = pb::ContainerConfig {
+            root: Some(pb::container_config::Root::Image("x".into())),
+            network_mode: 99,
+            ..Default::default()
+        };
+        let err = Error::from(ContainerConfig::try_from(bad_network).unwrap_err());
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m == "unknown network mode 99"),
+            "{err:?}"
+        );
+        let negative = pb::ContainerConfig {
+            root: Some(pb::container_config::Root::Image("x".into())),
+            stop_timeout: Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            ContainerConfig::try_from(negative),
+            Err(ConversionError::Duration {
+                field: "stop timeout",
+                ..
+            })
+        ));
+        let query = LogQuery::try_from(&pb::LogsRequest {
+            since: Some(prost_types::Timestamp {
+                seconds: 60,
+                nanos: 0,
+            }),
+            streams: vec![pb::LogStream::Stderr as i32],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (query.since, query.stdout, query.stderr),
+            (
+                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(60)),
+                false,
+                true
+            )
+        );
+        assert!(matches!(
+            LogQuery::try_from(&pb::LogsRequest {
+                streams: vec![7],
+                ..Default::default()
+            }),
+            Err(ConversionError::UnknownEnum {
+                field: "log stream",
+                value: 7
+            })
+        ));
+        assert!(statuses(&[pb::ContainerStatus::Unspecified as i32]).is_err());
+        assert_eq!(
+            statuses(&[pb::ContainerStatus::Paused as i32]).unwrap(),
+            [Status::Paused]
+        );
     }
 }

@@ -8,8 +8,8 @@ use libcrun_shim_proto::v1::{self as pb, event_service_server::EventService};
 use tonic::{Request, Response, Status};
 
 use super::RpcResult;
-use super::convert;
 use crate::error::Error;
+use crate::model::EventFilter;
 use crate::runtime::Runtime;
 
 /// Metadata key of the oldest sequence the journal holds, sent with an
@@ -49,14 +49,14 @@ impl EventService for Events {
         request: Request<pb::SubscribeEventsRequest>,
     ) -> RpcResult<EventStream> {
         let r = request.into_inner();
-        let filter = convert::event_filter(&r)?;
+        let filter = EventFilter::try_from(&r).map_err(Error::from)?;
         let subscription = self
             .runtime
             .subscribe(r.since_sequence, filter)
             .map_err(|e| status(&self.runtime, e))?;
         let runtime = self.runtime.clone();
         let stream = subscription.map(move |item| {
-            item.map(|e| convert::event_to_proto(&e))
+            item.map(|e| pb::Event::from(&e))
                 .map_err(|e| status(&runtime, e))
         });
         Ok(Response::new(Box::pin(stream)))

@@ -9,7 +9,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::RpcResult;
-use super::convert;
+use super::convert::{self, ConversionError};
+use crate::error::Error;
+use crate::model::ProcessSpec;
 use crate::runtime::Runtime;
 use crate::runtime::exec::{ExecInput, ExecOutput, ExecRequest};
 use crate::spec;
@@ -37,6 +39,12 @@ fn terminal_size(size: Option<pb::TerminalSize>) -> Option<(u16, u16)> {
     })
 }
 
+/// The process of a request, which must carry one.
+fn process(p: Option<pb::ProcessSpec>) -> Result<ProcessSpec, Error> {
+    p.map(ProcessSpec::from)
+        .ok_or_else(|| ConversionError::Missing("process").into())
+}
+
 fn response(r: pb::exec_response::Response) -> Result<pb::ExecResponse, Status> {
     Ok(pb::ExecResponse { response: Some(r) })
 }
@@ -54,9 +62,10 @@ impl ExecService for Exec {
                 request: Some(In::Start(start)),
             }) => start,
             _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of an exec stream must be `start`",
-                ));
+                return Err(Error::InvalidArgument(
+                    "the first message of an exec stream must be `start`".into(),
+                )
+                .into());
             }
         };
         let exec_id = (!start.exec_id.is_empty()).then_some(start.exec_id);
@@ -66,7 +75,7 @@ impl ExecService for Exec {
                 &start.container_id,
                 ExecRequest {
                     exec_id,
-                    process: convert::process_from_proto(start.process)?,
+                    process: process(start.process)?,
                     stdin: start.stdin,
                     terminal_size: terminal_size(start.terminal_size),
                 },
@@ -131,9 +140,9 @@ impl ExecService for Exec {
                 }
             }
             let last = match session.exit.await {
-                Ok(Ok(exit)) => response(Out::Exit(convert::exit_to_proto(&exit))),
+                Ok(Ok(exit)) => response(Out::Exit((&exit).into())),
                 Ok(Err(e)) => Err(e.into()),
-                Err(_) => Err(Status::internal("exec ended without a status")),
+                Err(_) => Err(Error::Internal("exec ended without a status".into()).into()),
             };
             let _ = tx.send(last).await;
         });
@@ -145,19 +154,19 @@ impl ExecService for Exec {
         request: Request<pb::ExecSyncRequest>,
     ) -> RpcResult<pb::ExecSyncResponse> {
         let r = request.into_inner();
-        let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?;
+        let timeout = convert::optional_duration(r.timeout, "timeout").map_err(Error::from)?;
         let result = self
             .runtime
             .exec_sync(
                 &r.container_id,
-                convert::process_from_proto(r.process)?,
+                process(r.process)?,
                 r.stdin,
                 timeout,
                 r.max_output_bytes,
             )
             .await?;
         Ok(Response::new(pb::ExecSyncResponse {
-            exit: Some(convert::exit_to_proto(&result.exit)),
+            exit: Some((&result.exit).into()),
             stdout: result.stdout.into(),
             stderr: result.stderr.into(),
             timed_out: result.timed_out,

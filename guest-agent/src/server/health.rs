@@ -6,7 +6,6 @@ use libcrun_shim_proto::v1::{self as pb, health_check_service_server::HealthChec
 use tonic::{Request, Response};
 
 use super::RpcResult;
-use super::convert;
 use crate::runtime::Runtime;
 
 /// The health-check service.
@@ -30,7 +29,10 @@ impl HealthCheckService for Health {
         let id = request.into_inner().container_id;
         let health = self.runtime.health(&id)?;
         Ok(Response::new(pb::GetHealthResponse {
-            health: Some(convert::health_to_proto(&id, &health)),
+            health: Some(pb::ContainerHealth {
+                container_id: id,
+                ..(&health).into()
+            }),
         }))
     }
 }

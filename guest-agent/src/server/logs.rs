@@ -10,7 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::RpcResult;
-use super::convert;
+use crate::error::Error;
+use crate::logs::LogQuery;
 use crate::runtime::Runtime;
 
 /// The log service.
@@ -33,7 +34,7 @@ impl LogService for Logs {
 
     async fn logs(&self, request: Request<pb::LogsRequest>) -> RpcResult<LogsStream> {
         let r = request.into_inner();
-        let query = convert::log_query(&r)?;
+        let query = LogQuery::try_from(&r).map_err(Error::from)?;
         let timestamps = r.timestamps;
         let batches = self.runtime.logs(&r.container_id, query)?;
         let stream = ReceiverStream::new(batches).map(move |batch| {
@@ -41,10 +42,16 @@ impl LogService for Logs {
                 .map(|entries| pb::LogsResponse {
                     entries: entries
                         .into_iter()
-                        .map(|e| convert::log_entry_to_proto(e, timestamps))
+                        .map(|e| {
+                            let mut entry = pb::LogEntry::from(e);
+                            if !timestamps {
+                                entry.time = None;
+                            }
+                            entry
+                        })
                         .collect(),
                 })
-                .map_err(|e| Status::internal(format!("reading logs: {e}")))
+                .map_err(|e| Error::io("reading logs", e).into())
         });
         Ok(Response::new(Box::pin(stream)))
     }

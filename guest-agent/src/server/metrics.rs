@@ -2,21 +2,17 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use libcrun_shim_proto::v1::{self as pb, metrics_service_server::MetricsService};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::RpcResult;
 use super::convert;
-use crate::runtime::{ListFilter, Runtime};
-
-/// The shortest interval StreamMetrics accepts.
-const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// StreamMetrics' interval when the request has none.
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+use crate::error::Error;
+use crate::model::ContainerMetrics;
+use crate::runtime::Runtime;
 
 /// The metrics service.
 pub struct Metrics {
@@ -30,19 +26,11 @@ impl Metrics {
     }
 }
 
-/// The metrics of the selected containers, collected off the async threads.
-async fn snapshot(
-    runtime: &Arc<Runtime>,
-    ids: Vec<String>,
-    filter: ListFilter,
-) -> Result<pb::ListMetricsResponse, Status> {
-    let runtime = runtime.clone();
-    let metrics = tokio::task::spawn_blocking(move || runtime.all_metrics(&ids, &filter))
-        .await
-        .map_err(|e| Status::internal(format!("collecting metrics: {e}")))?;
-    Ok(pb::ListMetricsResponse {
-        metrics: metrics.iter().map(convert::metrics_to_proto).collect(),
-    })
+/// A list of snapshots for the wire.
+fn snapshots(metrics: &[ContainerMetrics]) -> pb::ListMetricsResponse {
+    pb::ListMetricsResponse {
+        metrics: metrics.iter().map(Into::into).collect(),
+    }
 }
 
 type MetricsStream = Pin<Box<dyn Stream<Item = Result<pb::ListMetricsResponse, Status>> + Send>>;
@@ -55,13 +43,12 @@ impl MetricsService for Metrics {
         &self,
         request: Request<pb::GetMetricsRequest>,
     ) -> RpcResult<pb::GetMetricsResponse> {
-        let id = request.into_inner().container_id;
-        let runtime = self.runtime.clone();
-        let metrics = tokio::task::spawn_blocking(move || runtime.metrics(&id))
-            .await
-            .map_err(|e| Status::internal(format!("collecting metrics: {e}")))??;
+        let metrics = self
+            .runtime
+            .metrics(&request.into_inner().container_id)
+            .await?;
         Ok(Response::new(pb::GetMetricsResponse {
-            metrics: Some(convert::metrics_to_proto(&metrics)),
+            metrics: Some((&metrics).into()),
         }))
     }
 
@@ -70,13 +57,11 @@ impl MetricsService for Metrics {
         request: Request<pb::ListMetricsRequest>,
     ) -> RpcResult<pb::ListMetricsResponse> {
         let r = request.into_inner();
-        let filter = ListFilter {
-            labels: r.labels.into_iter().collect(),
-            ..Default::default()
-        };
-        Ok(Response::new(
-            snapshot(&self.runtime, r.container_ids, filter).await?,
-        ))
+        let metrics = self
+            .runtime
+            .all_metrics(r.container_ids, r.labels.into_iter().collect())
+            .await?;
+        Ok(Response::new(snapshots(&metrics)))
     }
 
     async fn stream_metrics(
@@ -84,31 +69,16 @@ impl MetricsService for Metrics {
         request: Request<pb::StreamMetricsRequest>,
     ) -> RpcResult<MetricsStream> {
         let r = request.into_inner();
-        let interval = convert::optional_duration(r.interval.as_ref(), "interval")?
-            .unwrap_or(DEFAULT_INTERVAL);
-        if interval < MIN_INTERVAL {
-            return Err(Status::invalid_argument(format!(
-                "interval must be at least {MIN_INTERVAL:?}"
-            )));
-        }
-        let filter = ListFilter {
-            labels: r.labels.into_iter().collect(),
-            ..Default::default()
-        };
-        let ids = r.container_ids;
-        let runtime = self.runtime.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                ticks.tick().await;
-                let item = snapshot(&runtime, ids.clone(), filter.clone()).await;
-                if tx.send(item).await.is_err() {
-                    return;
-                }
-            }
+        let interval = convert::optional_duration(r.interval, "interval").map_err(Error::from)?;
+        let ticks = self.runtime.stream_metrics(
+            r.container_ids,
+            r.labels.into_iter().collect(),
+            interval,
+        )?;
+        let stream = ReceiverStream::new(ticks).map(|tick| {
+            tick.map(|metrics| snapshots(&metrics))
+                .map_err(Status::from)
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 }

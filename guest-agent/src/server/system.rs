@@ -7,8 +7,9 @@ use tonic::{Request, Response};
 
 use super::RpcResult;
 use super::convert;
-use crate::model::Status as ContainerStatus;
-use crate::runtime::{DEFAULT_STOP_TIMEOUT, ListFilter, Runtime};
+use crate::error::Error;
+use crate::model::{ContainerConfig, Status as ContainerStatus};
+use crate::runtime::{ListFilter, Runtime};
 
 /// The name servers report as their component.
 pub const COMPONENT: &str = "crun-shim-agent";
@@ -58,10 +59,7 @@ impl SystemService for System {
 
     async fn info(&self, _: Request<pb::InfoRequest>) -> RpcResult<pb::InfoResponse> {
         let all = self.runtime.list(&ListFilter::default());
-        let running = all
-            .iter()
-            .filter(|r| matches!(r.status, ContainerStatus::Running | ContainerStatus::Paused))
-            .count();
+        let running = all.iter().filter(|v| v.record.status.is_active()).count();
         let agent = pb::AgentInfo {
             name: String::new(),
             endpoint: String::new(),
@@ -76,7 +74,7 @@ impl SystemService for System {
             containers_running: running as u32,
             images: 0,
             root_dir: self.runtime.store().root().display().to_string(),
-            started_at: Some(convert::timestamp(self.runtime.started_at())),
+            started_at: Some(self.runtime.started_at().into()),
             last_error: String::new(),
         };
         Ok(Response::new(pb::InfoResponse {
@@ -95,8 +93,8 @@ impl SystemService for System {
             ..Default::default()
         });
         let mut removed_ids = Vec::new();
-        for record in stopped {
-            let id = record.config.id;
+        for view in stopped {
+            let id = view.record.config.id;
             // A container restarted meanwhile is skipped, not an error.
             if self.runtime.delete(&id, false).await.is_ok() {
                 removed_ids.push(id);
@@ -109,12 +107,7 @@ impl SystemService for System {
         &self,
         _: Request<pb::ListOrphanedRequest>,
     ) -> RpcResult<pb::ListOrphanedResponse> {
-        let orphans = self
-            .runtime
-            .orphans()?
-            .iter()
-            .map(convert::orphan_to_proto)
-            .collect();
+        let orphans = self.runtime.orphans()?.iter().map(Into::into).collect();
         Ok(Response::new(pb::ListOrphanedResponse { orphans }))
     }
 
@@ -124,7 +117,7 @@ impl SystemService for System {
     ) -> RpcResult<pb::ForceDeleteResponse> {
         let removed = self.runtime.force_delete(&request.into_inner().id).await?;
         Ok(Response::new(pb::ForceDeleteResponse {
-            removed: removed.iter().map(convert::orphan_to_proto).collect(),
+            removed: removed.iter().map(Into::into).collect(),
         }))
     }
 
@@ -133,11 +126,7 @@ impl SystemService for System {
         Ok(Response::new(pb::RecoverResponse {
             adopted_ids: report.adopted,
             exited_ids: report.exited,
-            orphans: report
-                .orphans
-                .iter()
-                .map(convert::orphan_to_proto)
-                .collect(),
+            orphans: report.orphans.iter().map(Into::into).collect(),
         }))
     }
 
@@ -146,8 +135,9 @@ impl SystemService for System {
         request: Request<pb::ShutdownRequest>,
     ) -> RpcResult<pb::ShutdownResponse> {
         let r = request.into_inner();
-        let timeout = convert::optional_duration(r.timeout.as_ref(), "timeout")?
-            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let timeout = convert::optional_duration(r.timeout, "timeout")
+            .map_err(Error::from)?
+            .unwrap_or(ContainerConfig::DEFAULT_STOP_TIMEOUT);
         let stopped_ids = self.runtime.shutdown(r.stop_containers, timeout).await?;
         let _ = self.shutdown.try_send(());
         Ok(Response::new(pb::ShutdownResponse { stopped_ids }))

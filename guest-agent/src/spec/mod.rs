@@ -5,6 +5,7 @@
 //! read-only paths, default mounts and namespaces; the config only changes
 //! what it sets.
 
+pub mod executable;
 pub mod image;
 pub mod seccomp;
 pub mod signal;
@@ -628,16 +629,14 @@ mod tests;
 /// The process of an exec: the container's own process (capabilities,
 /// rlimits, security settings) with the exec's command, environment,
 /// working directory, user and terminal. `root` is the container's root as
-/// the agent sees it (for user names).
+/// the agent sees it (for user names). `p` is valid
+/// ([`model::ProcessSpec::validate`]).
 pub fn exec_process(
     container: &Spec,
     root: &Path,
     p: &model::ProcessSpec,
     terminal_size: Option<(u16, u16)>,
 ) -> Result<Process> {
-    if p.command.is_empty() {
-        return Err(Error::InvalidArgument("exec command is empty".into()));
-    }
     let mut process = container.process().clone().unwrap_or_default();
     process.set_args(Some(p.command.clone()));
     let mut env: Vec<String> = process

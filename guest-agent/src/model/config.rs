@@ -1,0 +1,597 @@
+//! What a container is created from, and the rules a configuration
+//! follows whatever the entry point (gRPC today; the shim, CRI and VM
+//! paths through the same API): [`ContainerConfig::validate`] checks it
+//! and fills in the defaults before the runtime acts on it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::spec;
+
+/// Where a container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootSource {
+    /// An existing directory, used in place.
+    Rootfs(PathBuf),
+    /// An image reference in the agent's image store.
+    Image(String),
+}
+
+impl RootSource {
+    /// Checks the form of the source: an absolute rootfs path, or a
+    /// non-empty image reference. Whether the directory or the image exists
+    /// is the runtime's to find out.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            RootSource::Rootfs(path) if path.as_os_str().is_empty() => Err(Error::InvalidArgument(
+                "a rootfs path or an image is required".into(),
+            )),
+            RootSource::Rootfs(path) if !path.is_absolute() => Err(Error::InvalidArgument(
+                format!("rootfs {} is not an absolute path", path.display()),
+            )),
+            RootSource::Image(reference) if reference.is_empty() => Err(Error::InvalidArgument(
+                "a rootfs path or an image is required".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Default for RootSource {
+    fn default() -> Self {
+        RootSource::Rootfs(PathBuf::new())
+    }
+}
+
+/// The network a container joins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// A private network namespace with only loopback, up.
+    #[default]
+    None,
+    /// The agent's network namespace.
+    Host,
+}
+
+/// A mount added to a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// Host path (bind mounts) or device/name.
+    pub source: String,
+    /// Filesystem type; "bind" when empty and `source` is absolute.
+    pub kind: String,
+    /// Mount options as in mount(8).
+    pub options: Vec<String>,
+    /// Mount read-only.
+    pub read_only: bool,
+}
+
+/// Cgroup resource limits; `None` means unlimited (in an update: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit in bytes.
+    pub memory_limit_bytes: Option<u64>,
+    /// Soft memory limit in bytes.
+    pub memory_reservation_bytes: Option<u64>,
+    /// Memory plus swap limit in bytes; -1 for unlimited.
+    pub memory_swap_limit_bytes: Option<i64>,
+    /// Relative CPU weight (v1 shares).
+    pub cpu_shares: Option<u64>,
+    /// CPU quota per period in microseconds; -1 for none.
+    pub cpu_quota_us: Option<i64>,
+    /// CPU period in microseconds.
+    pub cpu_period_us: Option<u64>,
+    /// Allowed CPUs as a cpuset list.
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes; -1 for none.
+    pub pids_limit: Option<i64>,
+}
+
+impl Resources {
+    /// Applies the limits set in `update` over these.
+    pub fn merge(&mut self, update: &Resources) {
+        fn set<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
+            if let Some(v) = src {
+                *dst = Some(v.clone());
+            }
+        }
+        set(&mut self.memory_limit_bytes, &update.memory_limit_bytes);
+        set(
+            &mut self.memory_reservation_bytes,
+            &update.memory_reservation_bytes,
+        );
+        set(
+            &mut self.memory_swap_limit_bytes,
+            &update.memory_swap_limit_bytes,
+        );
+        set(&mut self.cpu_shares, &update.cpu_shares);
+        set(&mut self.cpu_quota_us, &update.cpu_quota_us);
+        set(&mut self.cpu_period_us, &update.cpu_period_us);
+        set(&mut self.cpuset_cpus, &update.cpuset_cpus);
+        set(&mut self.pids_limit, &update.pids_limit);
+    }
+}
+
+/// What to do when a container's command exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    No,
+    /// Restart on a non-zero exit code, at most `max_retries` times (0: no
+    /// limit).
+    OnFailure {
+        /// The most restarts.
+        max_retries: u32,
+    },
+    /// Always restart, unless stopped through the API.
+    Always,
+}
+
+/// A health check run inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// The command (argv).
+    pub command: Vec<String>,
+    /// Time between checks; zero is [`HealthCheck::DEFAULT_INTERVAL`].
+    pub interval: Duration,
+    /// How long one check may run; zero is [`HealthCheck::DEFAULT_TIMEOUT`].
+    pub timeout: Duration,
+    /// Failures in a row that make the container unhealthy; zero is
+    /// [`HealthCheck::DEFAULT_RETRIES`].
+    pub retries: u32,
+    /// Grace period after start.
+    pub start_period: Duration,
+}
+
+impl HealthCheck {
+    /// The time between checks when none is given (Docker's).
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// How long a check may run when no timeout is given (Docker's).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Failures in a row that make a container unhealthy when not given
+    /// (Docker's).
+    pub const DEFAULT_RETRIES: u32 = 3;
+
+    /// Checks the command and fills in the defaults of unset (zero) values.
+    fn validate(&mut self) -> Result<()> {
+        if self.command.is_empty() {
+            return Err(Error::InvalidArgument(
+                "health check command is empty".into(),
+            ));
+        }
+        if self.interval.is_zero() {
+            self.interval = Self::DEFAULT_INTERVAL;
+        }
+        if self.timeout.is_zero() {
+            self.timeout = Self::DEFAULT_TIMEOUT;
+        }
+        if self.retries == 0 {
+            self.retries = Self::DEFAULT_RETRIES;
+        }
+        Ok(())
+    }
+}
+
+/// Size-based rotation of a container's log files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// Size at which the current file is rotated.
+    pub max_size_bytes: u64,
+    /// Files kept, the current one included.
+    pub max_files: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_size_bytes: 10 * 1024 * 1024,
+            max_files: 5,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Fills in the defaults of unset (zero) values.
+    fn validate(&mut self) -> Result<()> {
+        let defaults = LogConfig::default();
+        if self.max_size_bytes == 0 {
+            self.max_size_bytes = defaults.max_size_bytes;
+        }
+        if self.max_files == 0 {
+            self.max_files = defaults.max_files;
+        }
+        Ok(())
+    }
+}
+
+/// A process resource limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// The limit's name, normalised to "RLIMIT_NOFILE" form.
+    pub kind: String,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Changes to the default capability set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityChanges {
+    /// Capabilities to add ("CAP_X" form, or "ALL").
+    pub add: Vec<String>,
+    /// Capabilities to drop ("CAP_X" form, or "ALL").
+    pub drop: Vec<String>,
+}
+
+/// Everything a container is created from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// The container's id.
+    pub id: String,
+    /// Where the root filesystem comes from.
+    pub root: RootSource,
+    /// The program and its leading arguments.
+    pub command: Vec<String>,
+    /// Arguments appended to `command`.
+    pub args: Vec<String>,
+    /// Environment as KEY=VALUE.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub working_dir: Option<String>,
+    /// User spec ("uid[:gid]" or "name[:group]").
+    pub user: Option<String>,
+    /// Supplementary group ids.
+    pub additional_gids: Vec<u32>,
+    /// Hostname.
+    pub hostname: Option<String>,
+    /// Extra mounts.
+    pub mounts: Vec<Mount>,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// Resource limits.
+    pub resources: Resources,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Restart policy.
+    pub restart_policy: RestartPolicy,
+    /// Health check.
+    pub health_check: Option<HealthCheck>,
+    /// Run on a pseudo-terminal.
+    pub terminal: bool,
+    /// Log rotation limits.
+    pub log: LogConfig,
+    /// Read-only root filesystem.
+    pub read_only_rootfs: bool,
+    /// Process resource limits.
+    pub rlimits: Vec<Rlimit>,
+    /// Capability changes.
+    pub capabilities: CapabilityChanges,
+    /// The signal Stop sends first.
+    pub stop_signal: Option<String>,
+    /// Grace period of Stop before SIGKILL.
+    pub stop_timeout: Option<Duration>,
+    /// OCI annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The seccomp filter of its processes.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// `no_new_privileges` of its processes; `None`: set (crun's default).
+    #[serde(default)]
+    pub no_new_privileges: Option<bool>,
+}
+
+/// The seccomp filter of a container's processes (see `spec::seccomp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seccomp {
+    /// The default profile, as Docker's.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile as JSON: OCI's `linux.seccomp` object or a Docker
+    /// `seccomp.json`.
+    Custom(String),
+}
+
+/// The longest label or annotation key, in bytes.
+pub const MAX_METADATA_KEY: usize = 1024;
+/// The longest label value, in bytes.
+pub const MAX_LABEL_VALUE: usize = 4096;
+/// The most bytes all of a container's label keys and values take.
+pub const MAX_LABELS_TOTAL: usize = 64 << 10;
+/// The most bytes all of a container's annotation keys and values take
+/// (Kubernetes' own bound on a pod's annotations, which CRI passes on).
+pub const MAX_ANNOTATIONS_TOTAL: usize = 256 << 10;
+
+impl ContainerConfig {
+    /// Stop's grace period when neither the request nor the container sets
+    /// one.
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Checks the configuration against the rules every container follows,
+    /// and brings it to the form the runtime runs with: defaults filled in
+    /// (health check, log rotation), rlimit and capability names
+    /// normalised. Idempotent. What depends on the machine (the rootfs or
+    /// image existing, users, mount sources) is checked when the container
+    /// is made.
+    pub fn validate(&mut self) -> Result<()> {
+        ids::validate("container", &self.id)?;
+        self.check_metadata()?;
+        self.root.validate()?;
+        for rlimit in &mut self.rlimits {
+            rlimit.kind = spec::normalize_rlimit(&rlimit.kind)?;
+        }
+        for name in self
+            .capabilities
+            .add
+            .iter_mut()
+            .chain(&mut self.capabilities.drop)
+        {
+            *name = spec::normalize_capability(name)?;
+        }
+        if let Some(name) = &self.stop_signal {
+            spec::signal::parse(name)?;
+        }
+        if let Some(check) = &mut self.health_check {
+            check.validate()?;
+        }
+        self.log.validate()
+    }
+
+    /// Checks the bounds of the labels and annotations: every container is
+    /// in every List answer and its labels in each of its events, so they
+    /// must stay small (see the constants above). `InvalidArgument` beyond.
+    pub fn check_metadata(&self) -> Result<()> {
+        check_map(
+            "label",
+            &self.labels,
+            Some(MAX_LABEL_VALUE),
+            MAX_LABELS_TOTAL,
+        )?;
+        check_map("annotation", &self.annotations, None, MAX_ANNOTATIONS_TOTAL)
+    }
+
+    /// The signal Stop sends first: the container's stop signal, else
+    /// SIGTERM.
+    pub fn stop_signal(&self) -> Result<i32> {
+        self.stop_signal
+            .as_deref()
+            .map_or(Ok(libc::SIGTERM), spec::signal::parse)
+    }
+
+    /// Stop's grace period: `requested`, else the container's, else
+    /// [`ContainerConfig::DEFAULT_STOP_TIMEOUT`].
+    pub fn stop_timeout(&self, requested: Option<Duration>) -> Duration {
+        requested
+            .or(self.stop_timeout)
+            .unwrap_or(Self::DEFAULT_STOP_TIMEOUT)
+    }
+}
+
+/// Checks the keys, values and total size of a label or annotation map.
+fn check_map(
+    what: &str,
+    map: &BTreeMap<String, String>,
+    max_value: Option<usize>,
+    max_total: usize,
+) -> Result<()> {
+    let mut total = 0;
+    for (key, value) in map {
+        let shown: String = key.chars().take(64).collect();
+        if key.is_empty() || key.len() > MAX_METADATA_KEY {
+            return Err(Error::InvalidArgument(format!(
+                "{what} key {shown:?}: 1 to {MAX_METADATA_KEY} bytes ({} given)",
+                key.len()
+            )));
+        }
+        if let Some(max) = max_value
+            && value.len() > max
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{what} {shown:?}: the value is {} bytes, at most {max}",
+                value.len()
+            )));
+        }
+        total += key.len() + value.len();
+    }
+    if total > max_total {
+        return Err(Error::InvalidArgument(format!(
+            "{what}s take {total} bytes, at most {max_total}"
+        )));
+    }
+    Ok(())
+}
+
+/// What to run in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessSpec {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Extra environment as KEY=VALUE.
+    pub env: Vec<String>,
+    /// Working directory; the container's when `None`.
+    pub working_dir: Option<String>,
+    /// User ("uid[:gid]" or "name[:group]"); the container's when `None`.
+    pub user: Option<String>,
+    /// Run on a pseudo-terminal.
+    pub tty: bool,
+}
+
+impl ProcessSpec {
+    /// Checks what can be checked without the container: a command.
+    pub fn validate(&self) -> Result<()> {
+        if self.command.is_empty() {
+            return Err(Error::InvalidArgument("exec command is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ContainerConfig {
+        ContainerConfig {
+            id: "web".into(),
+            root: RootSource::Rootfs("/srv/rootfs".into()),
+            command: vec!["httpd".into()],
+            ..Default::default()
+        }
+    }
+
+    fn invalid(mut c: ContainerConfig, naming: &str) {
+        match c.validate() {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains(naming), "{naming}: {m}"),
+            other => panic!("{naming}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_filled_in_and_names_normalised_once() {
+        let mut c = config();
+        c.health_check = Some(HealthCheck {
+            command: vec!["true".into()],
+            interval: Duration::ZERO,
+            timeout: Duration::from_secs(2),
+            retries: 0,
+            start_period: Duration::ZERO,
+        });
+        c.log = LogConfig {
+            max_size_bytes: 0,
+            max_files: 2,
+        };
+        c.rlimits = vec![Rlimit {
+            kind: "nofile".into(),
+            soft: 10,
+            hard: 10,
+        }];
+        c.capabilities.add = vec!["net_admin".into(), "all".into()];
+        c.validate().unwrap();
+        let check = c.health_check.clone().unwrap();
+        assert_eq!(
+            (check.interval, check.timeout, check.retries),
+            (HealthCheck::DEFAULT_INTERVAL, Duration::from_secs(2), 3)
+        );
+        assert_eq!(
+            (c.log.max_size_bytes, c.log.max_files),
+            (LogConfig::default().max_size_bytes, 2)
+        );
+        assert_eq!(c.rlimits[0].kind, "RLIMIT_NOFILE");
+        assert_eq!(c.capabilities.add, ["CAP_NET_ADMIN", "ALL"]);
+        let once = c.clone();
+        c.validate().unwrap();
+        assert_eq!(c, once, "idempotent");
+    }
+
+    #[test]
+    fn each_rule_names_what_is_wrong() {
+        invalid(
+            ContainerConfig {
+                id: "a/b".into(),
+                ..config()
+            },
+            "a/b",
+        );
+        invalid(
+            ContainerConfig {
+                root: RootSource::Rootfs(PathBuf::new()),
+                ..config()
+            },
+            "rootfs path or an image is required",
+        );
+        invalid(
+            ContainerConfig {
+                root: RootSource::Rootfs("relative".into()),
+                ..config()
+            },
+            "not an absolute path",
+        );
+        invalid(
+            ContainerConfig {
+                stop_signal: Some("SIGNOPE".into()),
+                ..config()
+            },
+            "SIGNOPE",
+        );
+        let mut c = config();
+        c.rlimits = vec![Rlimit {
+            kind: "bogus".into(),
+            soft: 1,
+            hard: 1,
+        }];
+        invalid(c, "bogus");
+        let mut c = config();
+        c.capabilities.drop = vec!["CAP_NOPE".into()];
+        invalid(c, "CAP_NOPE");
+        let mut c = config();
+        c.health_check = Some(HealthCheck {
+            command: vec![],
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            retries: 0,
+            start_period: Duration::ZERO,
+        });
+        invalid(c, "health check command");
+    }
+
+    #[test]
+    fn stop_settings_fall_back_to_the_defaults() {
+        let mut c = config();
+        assert_eq!(c.stop_signal().unwrap(), libc::SIGTERM);
+        assert_eq!(c.stop_timeout(None), ContainerConfig::DEFAULT_STOP_TIMEOUT);
+        c.stop_signal = Some("QUIT".into());
+        c.stop_timeout = Some(Duration::from_secs(3));
+        assert_eq!(c.stop_signal().unwrap(), libc::SIGQUIT);
+        assert_eq!(c.stop_timeout(None), Duration::from_secs(3));
+        assert_eq!(c.stop_timeout(Some(Duration::ZERO)), Duration::ZERO);
+    }
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+
+    fn with(labels: &[(&str, usize)], annotations: &[(&str, usize)]) -> ContainerConfig {
+        let map = |pairs: &[(&str, usize)]| {
+            pairs
+                .iter()
+                .map(|(k, n)| (k.to_string(), "v".repeat(*n)))
+                .collect()
+        };
+        ContainerConfig {
+            labels: map(labels),
+            annotations: map(annotations),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn labels_and_annotations_are_bounded() {
+        let ok = |c: ContainerConfig| c.check_metadata().unwrap();
+        let bad = |c: ContainerConfig| {
+            assert!(matches!(c.check_metadata(), Err(Error::InvalidArgument(_))));
+        };
+        ok(with(&[("app", MAX_LABEL_VALUE)], &[("big", 200 << 10)]));
+        bad(with(&[("app", MAX_LABEL_VALUE + 1)], &[]));
+        bad(with(&[("", 1)], &[]));
+        bad(with(&[], &[(&"k".repeat(MAX_METADATA_KEY + 1), 1)]));
+        let many: Vec<(String, usize)> = (0..20).map(|i| (format!("l{i}"), 4000)).collect();
+        let many: Vec<(&str, usize)> = many.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        bad(with(&many, &[]));
+        bad(with(&[], &[("a", 200 << 10), ("b", 100 << 10)]));
+    }
+}
