@@ -202,7 +202,7 @@ impl Runtime {
     }
 
     /// Sends `signal`; a paused container is thawed afterwards so that it
-    /// can act on it.
+    /// can act on it (unless it is gone already: killed while frozen).
     pub(super) async fn signal(
         &self,
         id: &str,
@@ -214,7 +214,11 @@ impl Runtime {
         self.call(format!("signalling container {id}"), move |b| {
             b.kill(&cid, signal, all)?;
             if paused {
-                b.resume(&cid)?;
+                match b.resume(&cid) {
+                    // Killed while frozen: gone already, nothing to thaw.
+                    Err(e) if e.errno() == Some(libc::ESRCH) => {}
+                    other => other?,
+                }
             }
             Ok(())
         })
