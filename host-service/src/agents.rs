@@ -138,10 +138,10 @@ impl Agent {
             .containers()
             .list_stream(request)
             .await
-            .map_err(|s| self.status(s))?
+            .map_err(|s| self.record_failure(s))?
             .into_inner();
         let mut all = Vec::new();
-        while let Some(batch) = stream.message().await.map_err(|s| self.status(s))? {
+        while let Some(batch) = stream.message().await.map_err(|s| self.record_failure(s))? {
             all.extend(batch.containers);
         }
         Ok(all)
@@ -169,10 +169,11 @@ impl Agent {
         f(&mut self.health.write().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// An agent's failure as the daemon's answer: transport failures become
-    /// UNAVAILABLE naming the agent (and mark it unavailable); the agent's
-    /// own answers pass as they are.
-    pub fn status(&self, status: Status) -> Status {
+    /// Records a failed call to the agent and returns the daemon's answer:
+    /// a transport failure marks the agent unavailable in its health (with
+    /// the message as its last error) and is answered UNAVAILABLE naming
+    /// the agent; the agent's own answers pass as they are.
+    pub fn record_failure(&self, status: Status) -> Status {
         if is_transport_failure(&status) {
             self.set_health(|h| {
                 h.state = pb::AgentState::Unavailable;
@@ -359,7 +360,7 @@ impl AgentPool {
                 Err(s) if s.code() == Code::NotFound => {}
                 // A bad id is the same error from every agent.
                 Err(s) if s.code() == Code::InvalidArgument => return Err(s),
-                Err(s) => unreachable.push(agent.status(s)),
+                Err(s) => unreachable.push(agent.record_failure(s)),
             }
         }
         match unreachable.into_iter().next() {

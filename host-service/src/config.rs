@@ -10,8 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
-/// The default Unix socket of the daemon.
-pub const DEFAULT_SOCKET: &str = "/run/libcrun-shim/crun-shimd.sock";
+pub use libcrun_shim_proto::DEFAULT_SOCKET;
 /// The default configuration file (read when it exists).
 pub const DEFAULT_CONFIG: &str = "/etc/libcrun-shim/crun-shimd.toml";
 

@@ -46,4 +46,8 @@ pub const PACKAGE_V1: &str = "libcrun_shim.v1";
 /// `ListStream`.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
+/// The Unix socket `crun-shimd` serves the protocol on by default, and
+/// where its clients look for it.
+pub const DEFAULT_SOCKET: &str = "/run/libcrun-shim/crun-shimd.sock";
+
 pub mod serving;

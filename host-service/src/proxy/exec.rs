@@ -53,9 +53,9 @@ impl ExecService for Exec {
         let responses = client(&agent)
             .exec(call)
             .await
-            .map_err(|s| agent.status(s))?
+            .map_err(|s| agent.record_failure(s))?
             .into_inner();
-        let stream = responses.map(move |r| r.map_err(|s| agent.status(s)));
+        let stream = responses.map(move |r| r.map_err(|s| agent.record_failure(s)));
         Ok(Response::new(Box::pin(stream)))
     }
 

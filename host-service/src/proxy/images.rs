@@ -34,7 +34,7 @@ impl ImageService for Images {
         let stream = client(&agent)
             .pull(forward(request))
             .await
-            .map_err(|s| agent.status(s))?
+            .map_err(|s| agent.record_failure(s))?
             .into_inner();
         let stream = stream.map(move |r| {
             r.map(|mut p| {
@@ -43,7 +43,7 @@ impl ImageService for Images {
                 }
                 p
             })
-            .map_err(|s| agent.status(s))
+            .map_err(|s| agent.record_failure(s))
         });
         Ok(Response::new(Box::pin(stream)))
     }

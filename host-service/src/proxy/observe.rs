@@ -40,10 +40,10 @@ impl LogService for Logs {
         let stream = client
             .logs(forward(request))
             .await
-            .map_err(|s| agent.status(s))?
+            .map_err(|s| agent.record_failure(s))?
             .into_inner();
         Ok(Response::new(Box::pin(
-            stream.map(move |r| r.map_err(|s| agent.status(s))),
+            stream.map(move |r| r.map_err(|s| agent.record_failure(s))),
         )))
     }
 }

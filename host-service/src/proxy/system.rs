@@ -176,7 +176,7 @@ impl SystemService for System {
                     async move { client.stop(stop).await.map(|_| c.id) }
                 });
                 for result in futures::future::join_all(stops).await {
-                    stopped_ids.push(result.map_err(|s| agent.status(s))?);
+                    stopped_ids.push(result.map_err(|s| agent.record_failure(s))?);
                 }
             }
         }
