@@ -22,7 +22,7 @@ async fn main() -> Result<()> {
 
     let config = ContainerConfig {
         id: "basic-usage".to_string(),
-        rootfs: rootfs.into(),
+        root: RootSource::Rootfs(rootfs.into()),
         command: vec![
             "sh".to_string(),
             "-c".to_string(),

@@ -18,7 +18,7 @@ async fn main() -> Result<()> {
 
     let config = ContainerConfig {
         id: "health-metrics".to_string(),
-        rootfs: rootfs.into(),
+        root: RootSource::Rootfs(rootfs.into()),
         command: vec![
             "sh".to_string(),
             "-c".to_string(),
@@ -47,10 +47,10 @@ async fn main() -> Result<()> {
                 "-e".to_string(),
                 "/tmp/ready".to_string(),
             ],
-            interval: Duration::from_millis(300),
-            timeout: Duration::from_secs(5),
-            retries: 3,
-            start_period: Duration::from_secs(10),
+            interval: Some(Duration::from_millis(300)),
+            timeout: Some(Duration::from_secs(5)),
+            retries: Some(3),
+            start_period: Some(Duration::from_secs(10)),
         }),
         ..Default::default()
     };

@@ -71,7 +71,7 @@ async fn main() -> Result<()> {
         .map_err(|e| Error::Internal(format!("{}: {e}", state.display())))?;
     let worker = ContainerConfig {
         id: "production-worker".to_string(),
-        rootfs: rootfs.into(),
+        root: RootSource::Rootfs(rootfs.into()),
         command: vec![
             "sh".to_string(),
             "-c".to_string(),

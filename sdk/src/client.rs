@@ -64,8 +64,9 @@ impl Client {
         self.agent.clone()
     }
 
-    /// A short call's request, with the configured deadline.
-    pub(crate) fn short<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request with the configured deadline (for calls that do not wait
+    /// on containers or stream).
+    pub(crate) fn with_deadline<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(timeout) = self.request_timeout {
             request.set_timeout(timeout);

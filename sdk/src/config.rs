@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::transport::Endpoint;
 
 /// The daemon's default socket (where `crun-shimd` listens by default).
-pub const DEFAULT_SOCKET: &str = "/run/libcrun-shim/crun-shimd.sock";
+pub use libcrun_shim_proto::DEFAULT_SOCKET;
 
 /// The environment variable naming the endpoint [`RuntimeConfig::from_env`]
 /// (and so [`ContainerRuntime::new`](crate::ContainerRuntime::new)) uses.

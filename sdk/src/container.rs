@@ -9,24 +9,59 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::{HealthCheck, HealthStatus};
 
-/// Everything a container is created from.
-///
-/// Exactly one of `rootfs` (a root filesystem directory on the agent's
-/// machine) and `image` (a reference already pulled there) must be set.
-/// Empty and `None` fields take the runtime's defaults.
+/// Where a container's root filesystem comes from: a directory, or an
+/// image.
 ///
 /// ```
-/// use libcrun_shim::ContainerConfig;
+/// use libcrun_shim::RootSource;
+///
+/// let root = RootSource::Image("alpine:3.20".into());
+/// assert_eq!(root.to_string(), "alpine:3.20");
+/// assert_eq!(RootSource::Rootfs("/srv/rootfs".into()).to_string(), "/srv/rootfs");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootSource {
+    /// An absolute path to a root filesystem directory on the agent's
+    /// machine, used in place.
+    Rootfs(PathBuf),
+    /// An image reference already pulled there
+    /// ([`ImageStore::pull`](crate::ImageStore::pull)); the container gets
+    /// its own writable layer over it.
+    Image(String),
+}
+
+impl Default for RootSource {
+    /// An empty rootfs path, which Create refuses: set one.
+    fn default() -> RootSource {
+        RootSource::Rootfs(PathBuf::new())
+    }
+}
+
+impl std::fmt::Display for RootSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RootSource::Rootfs(path) => write!(f, "{}", path.display()),
+            RootSource::Image(reference) => f.write_str(reference),
+        }
+    }
+}
+
+/// Everything a container is created from. Empty and `None` fields take
+/// the runtime's defaults.
+///
+/// ```
+/// use libcrun_shim::{ContainerConfig, RootSource};
 ///
 /// let config = ContainerConfig {
 ///     id: "my-container".to_string(),
-///     rootfs: "/path/to/rootfs".into(),
+///     root: RootSource::Rootfs("/path/to/rootfs".into()),
 ///     command: vec!["sh".to_string()],
 ///     env: vec!["PATH=/usr/bin:/bin".to_string()],
 ///     working_dir: "/".to_string(),
 ///     ..Default::default()
 /// };
-/// assert!(config.image.is_none());
+/// assert!(matches!(config.root, RootSource::Rootfs(_)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -34,12 +69,8 @@ pub struct ContainerConfig {
     /// The container's id: 1 to 128 characters of `[A-Za-z0-9_.-]`,
     /// starting with a letter or digit.
     pub id: String,
-    /// An absolute path to a root filesystem, used in place. Leave empty
-    /// when `image` is set.
-    pub rootfs: PathBuf,
-    /// An image reference already pulled ([`ImageStore::pull`](crate::ImageStore::pull)).
-    /// The container gets its own writable layer over it.
-    pub image: Option<String>,
+    /// Where its root filesystem comes from.
+    pub root: RootSource,
     /// The program and its leading arguments (Docker's entrypoint). Empty:
     /// the image's entrypoint.
     pub command: Vec<String>,

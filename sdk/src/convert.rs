@@ -1,6 +1,12 @@
 //! Conversions between the SDK's types and the generated protobuf types:
-//! the only place that knows both. Private traits, so that no generated
-//! type shows in the public API (not even in trait impls).
+//! `From` for what the SDK sends, `TryFrom` with [`ConversionError`] for
+//! what the server answers.
+//!
+//! One policy for times and durations, the agent's too: a value that
+//! cannot be represented is refused, naming its field (never shown as the
+//! epoch or zero). Durations the SDK sends saturate at the wire's maximum.
+//! Enum values this SDK does not know (a newer server's) read as the
+//! `Unknown` variants.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -9,9 +15,9 @@ use libcrun_shim_proto::v1 as pb;
 
 use crate::container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
 };
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
 use crate::exec::{ExecOptions, TerminalSize};
 use crate::health::{ContainerHealth, HealthCheck, HealthCheckResult, HealthStatus};
@@ -23,65 +29,105 @@ use crate::metrics::{
 };
 use crate::system::{AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, Version};
 
-/// A generated type into the SDK's.
-pub(crate) trait IntoSdk<T> {
-    fn into_sdk(self) -> T;
+/// An answer of the server that does not convert to the SDK's types; as
+/// an [`Error`], it is [`Error::Internal`].
+///
+/// ```
+/// use libcrun_shim::{ConversionError, Error};
+///
+/// let missing = ConversionError::Missing("container.config");
+/// assert_eq!(missing.to_string(), "missing container.config");
+/// assert!(matches!(Error::from(missing), Error::Internal(_)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConversionError {
+    /// A field the answer must carry is missing.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A time the system's clock cannot represent.
+    #[error("{field}: {seconds} s {nanos} ns is not a valid time")]
+    Time {
+        /// The field.
+        field: &'static str,
+        /// Its seconds.
+        seconds: i64,
+        /// Its nanoseconds.
+        nanos: i32,
+    },
+    /// A negative or out-of-range duration.
+    #[error("{field}: {seconds} s {nanos} ns is not a valid duration")]
+    Duration {
+        /// The field.
+        field: &'static str,
+        /// Its seconds.
+        seconds: i64,
+        /// Its nanoseconds.
+        nanos: i32,
+    },
 }
 
-/// An SDK type into the generated one.
-pub(crate) trait IntoProto<T> {
-    fn into_proto(self) -> T;
-}
-
-impl<A: IntoSdk<B>, B> IntoSdk<Vec<B>> for Vec<A> {
-    fn into_sdk(self) -> Vec<B> {
-        self.into_iter().map(IntoSdk::into_sdk).collect()
+impl From<ConversionError> for Error {
+    fn from(e: ConversionError) -> Error {
+        Error::Internal(format!("the server's answer does not convert: {e}"))
     }
 }
 
-impl<A: IntoSdk<B>, B> IntoSdk<Option<B>> for Option<A> {
-    fn into_sdk(self) -> Option<B> {
-        self.map(IntoSdk::into_sdk)
-    }
+/// The result of a conversion of the server's answer.
+type Converted<T> = Result<T, ConversionError>;
+
+/// A time from the wire.
+fn time(t: prost_types::Timestamp, field: &'static str) -> Converted<SystemTime> {
+    SystemTime::try_from(t).map_err(|_| ConversionError::Time {
+        field,
+        seconds: t.seconds,
+        nanos: t.nanos,
+    })
 }
 
-impl<A: IntoProto<B>, B> IntoProto<Vec<B>> for Vec<A> {
-    fn into_proto(self) -> Vec<B> {
-        self.into_iter().map(IntoProto::into_proto).collect()
-    }
+/// An optional time from the wire.
+fn optional_time(
+    t: Option<prost_types::Timestamp>,
+    field: &'static str,
+) -> Converted<Option<SystemTime>> {
+    t.map(|t| time(t, field)).transpose()
 }
 
-impl<A: IntoProto<B>, B> IntoProto<Option<B>> for Option<A> {
-    fn into_proto(self) -> Option<B> {
-        self.map(IntoProto::into_proto)
-    }
-}
-
-impl IntoSdk<SystemTime> for prost_types::Timestamp {
-    fn into_sdk(self) -> SystemTime {
-        SystemTime::try_from(self).unwrap_or(SystemTime::UNIX_EPOCH)
-    }
-}
-
-impl IntoProto<prost_types::Timestamp> for SystemTime {
-    fn into_proto(self) -> prost_types::Timestamp {
-        self.into()
-    }
-}
-
-impl IntoSdk<Duration> for prost_types::Duration {
-    fn into_sdk(self) -> Duration {
-        Duration::try_from(self).unwrap_or_default()
-    }
-}
-
-impl IntoProto<prost_types::Duration> for Duration {
-    fn into_proto(self) -> prost_types::Duration {
-        prost_types::Duration::try_from(self).unwrap_or(prost_types::Duration {
-            seconds: i64::MAX,
-            nanos: 0,
+/// An optional duration from the wire.
+fn optional_duration(
+    d: Option<prost_types::Duration>,
+    field: &'static str,
+) -> Converted<Option<Duration>> {
+    d.map(|d| {
+        Duration::try_from(d).map_err(|_| ConversionError::Duration {
+            field,
+            seconds: d.seconds,
+            nanos: d.nanos,
         })
-    }
+    })
+    .transpose()
+}
+
+/// A duration for the wire, saturating.
+pub(crate) fn wire_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration::try_from(d).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
+}
+
+/// Every item of a list from the wire.
+pub(crate) fn all<A, B: TryFrom<A, Error = ConversionError>>(items: Vec<A>) -> Converted<Vec<B>> {
+    items.into_iter().map(B::try_from).collect()
+}
+
+/// A message a response must carry, converted.
+pub(crate) fn required<A, B: TryFrom<A, Error = ConversionError>>(
+    item: Option<A>,
+    what: &'static str,
+) -> Converted<B> {
+    item.ok_or(ConversionError::Missing(what))
+        .and_then(B::try_from)
 }
 
 /// An empty string as `None`.
@@ -94,107 +140,91 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Checks a config and turns it into the request's.
-pub(crate) fn container_config(config: ContainerConfig) -> Result<pb::ContainerConfig> {
-    use pb::container_config::Root;
-    let root = match (config.rootfs.as_os_str().is_empty(), config.image) {
-        (false, Some(image)) => {
-            return Err(Error::InvalidArgument(format!(
-                "container {}: set either rootfs ({}) or image ({image}), not both",
-                config.id,
-                config.rootfs.display()
-            )));
+impl From<ContainerConfig> for pb::ContainerConfig {
+    fn from(config: ContainerConfig) -> pb::ContainerConfig {
+        use pb::container_config::Root;
+        let (restart_kind, max_retries) = match config.restart_policy {
+            RestartPolicy::No => (pb::restart_policy::Kind::No, 0),
+            RestartPolicy::OnFailure { max_retries } => {
+                (pb::restart_policy::Kind::OnFailure, max_retries)
+            }
+            RestartPolicy::Always => (pb::restart_policy::Kind::Always, 0),
+        };
+        let log_config =
+            (config.log_max_size.is_some() || config.log_max_files.is_some()).then(|| {
+                pb::LogConfig {
+                    max_size_bytes: config.log_max_size.unwrap_or_default(),
+                    max_files: config.log_max_files.unwrap_or_default(),
+                }
+            });
+        let capabilities = (!config.cap_add.is_empty() || !config.cap_drop.is_empty()).then_some(
+            pb::Capabilities {
+                add: config.cap_add,
+                drop: config.cap_drop,
+            },
+        );
+        pb::ContainerConfig {
+            id: config.id,
+            root: Some(match config.root {
+                RootSource::Rootfs(path) => Root::Rootfs(path.to_string_lossy().into_owned()),
+                RootSource::Image(reference) => Root::Image(reference),
+            }),
+            command: config.command,
+            args: config.args,
+            env: config.env,
+            working_dir: config.working_dir,
+            user: config.user.unwrap_or_default(),
+            additional_gids: config.additional_gids,
+            hostname: config.hostname.unwrap_or_default(),
+            mounts: config.mounts.into_iter().map(Into::into).collect(),
+            network_mode: match config.network {
+                NetworkMode::None => pb::NetworkMode::None,
+                NetworkMode::Host => pb::NetworkMode::Host,
+            } as i32,
+            resources: Some(config.resources.into()),
+            labels: config.labels.into_iter().collect(),
+            restart_policy: Some(pb::RestartPolicy {
+                kind: restart_kind as i32,
+                max_retries,
+            }),
+            health_check: config.health_check.map(Into::into),
+            terminal: config.terminal,
+            log_config,
+            read_only_rootfs: config.read_only_rootfs,
+            rlimits: config
+                .rlimits
+                .into_iter()
+                .map(|r| pb::Rlimit {
+                    r#type: r.kind,
+                    soft: r.soft,
+                    hard: r.hard,
+                })
+                .collect(),
+            capabilities,
+            stop_signal: config.stop_signal.unwrap_or_default(),
+            stop_timeout: config.stop_timeout.map(wire_duration),
+            annotations: config.annotations.into_iter().collect(),
+            seccomp: Some(config.seccomp.into()),
+            no_new_privileges: config.no_new_privileges,
         }
-        (false, None) => Some(Root::Rootfs(config.rootfs.to_string_lossy().into_owned())),
-        (true, Some(image)) => Some(Root::Image(image)),
-        (true, None) => None,
-    };
-    let (restart_kind, max_retries) = match config.restart_policy {
-        RestartPolicy::No => (pb::restart_policy::Kind::No, 0),
-        RestartPolicy::OnFailure { max_retries } => {
-            (pb::restart_policy::Kind::OnFailure, max_retries)
-        }
-        RestartPolicy::Always => (pb::restart_policy::Kind::Always, 0),
-    };
-    let log_config =
-        (config.log_max_size.is_some() || config.log_max_files.is_some()).then(|| pb::LogConfig {
-            max_size_bytes: config.log_max_size.unwrap_or_default(),
-            max_files: config.log_max_files.unwrap_or_default(),
-        });
-    let capabilities =
-        (!config.cap_add.is_empty() || !config.cap_drop.is_empty()).then_some(pb::Capabilities {
-            add: config.cap_add,
-            drop: config.cap_drop,
-        });
-    Ok(pb::ContainerConfig {
-        id: config.id,
-        root,
-        command: config.command,
-        args: config.args,
-        env: config.env,
-        working_dir: config.working_dir,
-        user: config.user.unwrap_or_default(),
-        additional_gids: config.additional_gids,
-        hostname: config.hostname.unwrap_or_default(),
-        mounts: config.mounts.into_proto(),
-        network_mode: match config.network {
-            NetworkMode::None => pb::NetworkMode::None,
-            NetworkMode::Host => pb::NetworkMode::Host,
-        } as i32,
-        resources: Some(config.resources.into_proto()),
-        labels: config.labels.into_iter().collect(),
-        restart_policy: Some(pb::RestartPolicy {
-            kind: restart_kind as i32,
-            max_retries,
-        }),
-        health_check: config.health_check.into_proto(),
-        terminal: config.terminal,
-        log_config,
-        read_only_rootfs: config.read_only_rootfs,
-        rlimits: config
-            .rlimits
-            .into_iter()
-            .map(|r| pb::Rlimit {
-                r#type: r.kind,
-                soft: r.soft,
-                hard: r.hard,
-            })
-            .collect(),
-        capabilities,
-        stop_signal: config.stop_signal.unwrap_or_default(),
-        stop_timeout: config.stop_timeout.into_proto(),
-        annotations: config.annotations.into_iter().collect(),
-        seccomp: Some(match config.seccomp {
-            SeccompProfile::Default => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Default as i32,
-                custom_json: String::new(),
-            },
-            SeccompProfile::Unconfined => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Unconfined as i32,
-                custom_json: String::new(),
-            },
-            SeccompProfile::Custom(json) => pb::SeccompProfile {
-                kind: pb::seccomp_profile::Kind::Custom as i32,
-                custom_json: json,
-            },
-        }),
-        no_new_privileges: config.no_new_privileges,
-    })
+    }
 }
 
-impl IntoSdk<ContainerConfig> for pb::ContainerConfig {
-    fn into_sdk(self) -> ContainerConfig {
+impl TryFrom<pb::ContainerConfig> for ContainerConfig {
+    type Error = ConversionError;
+
+    fn try_from(c: pb::ContainerConfig) -> Converted<ContainerConfig> {
         use pb::container_config::Root;
-        let network = match self.network_mode() {
+        let network = match c.network_mode() {
             pb::NetworkMode::Host => NetworkMode::Host,
             _ => NetworkMode::None,
         };
-        let (rootfs, image) = match self.root {
-            Some(Root::Rootfs(path)) => (PathBuf::from(path), None),
-            Some(Root::Image(image)) => (PathBuf::new(), Some(image)),
-            None => (PathBuf::new(), None),
+        let root = match c.root {
+            Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
+            Some(Root::Image(image)) => RootSource::Image(image),
+            None => return Err(ConversionError::Missing("config.root")),
         };
-        let restart_policy = match self.restart_policy {
+        let restart_policy = match c.restart_policy {
             Some(p) => match p.kind() {
                 pb::restart_policy::Kind::OnFailure => RestartPolicy::OnFailure {
                     max_retries: p.max_retries,
@@ -204,27 +234,26 @@ impl IntoSdk<ContainerConfig> for pb::ContainerConfig {
             },
             None => RestartPolicy::No,
         };
-        let capabilities = self.capabilities.unwrap_or_default();
-        ContainerConfig {
-            id: self.id,
-            rootfs,
-            image,
-            command: self.command,
-            args: self.args,
-            env: self.env,
-            working_dir: self.working_dir,
-            user: non_empty(self.user),
-            additional_gids: self.additional_gids,
-            hostname: non_empty(self.hostname),
-            mounts: self.mounts.into_sdk(),
+        let capabilities = c.capabilities.unwrap_or_default();
+        Ok(ContainerConfig {
+            id: c.id,
+            root,
+            command: c.command,
+            args: c.args,
+            env: c.env,
+            working_dir: c.working_dir,
+            user: non_empty(c.user),
+            additional_gids: c.additional_gids,
+            hostname: non_empty(c.hostname),
+            mounts: c.mounts.into_iter().map(Into::into).collect(),
             network,
-            resources: self.resources.into_sdk().unwrap_or_default(),
-            labels: self.labels.into_iter().collect(),
+            resources: c.resources.map(Into::into).unwrap_or_default(),
+            labels: c.labels.into_iter().collect(),
             restart_policy,
-            health_check: self.health_check.into_sdk(),
-            terminal: self.terminal,
-            read_only_rootfs: self.read_only_rootfs,
-            rlimits: self
+            health_check: c.health_check.map(TryInto::try_into).transpose()?,
+            terminal: c.terminal,
+            read_only_rootfs: c.read_only_rootfs,
+            rlimits: c
                 .rlimits
                 .into_iter()
                 .map(|r| Rlimit {
@@ -235,212 +264,235 @@ impl IntoSdk<ContainerConfig> for pb::ContainerConfig {
                 .collect(),
             cap_add: capabilities.add,
             cap_drop: capabilities.drop,
-            stop_signal: non_empty(self.stop_signal),
-            stop_timeout: self.stop_timeout.into_sdk(),
-            log_max_size: self.log_config.map(|l| l.max_size_bytes),
-            log_max_files: self.log_config.map(|l| l.max_files),
-            annotations: self.annotations.into_iter().collect(),
-            seccomp: match self.seccomp {
-                Some(s) if s.kind() == pb::seccomp_profile::Kind::Unconfined => {
-                    SeccompProfile::Unconfined
-                }
-                Some(s) if s.kind() == pb::seccomp_profile::Kind::Custom => {
-                    SeccompProfile::Custom(s.custom_json)
-                }
-                _ => SeccompProfile::Default,
-            },
-            no_new_privileges: self.no_new_privileges,
+            stop_signal: non_empty(c.stop_signal),
+            stop_timeout: optional_duration(c.stop_timeout, "config.stop_timeout")?,
+            log_max_size: c.log_config.map(|l| l.max_size_bytes),
+            log_max_files: c.log_config.map(|l| l.max_files),
+            annotations: c.annotations.into_iter().collect(),
+            seccomp: c.seccomp.map(Into::into).unwrap_or_default(),
+            no_new_privileges: c.no_new_privileges,
+        })
+    }
+}
+
+impl From<SeccompProfile> for pb::SeccompProfile {
+    fn from(profile: SeccompProfile) -> pb::SeccompProfile {
+        use pb::seccomp_profile::Kind;
+        let (kind, custom_json) = match profile {
+            SeccompProfile::Default => (Kind::Default, String::new()),
+            SeccompProfile::Unconfined => (Kind::Unconfined, String::new()),
+            SeccompProfile::Custom(json) => (Kind::Custom, json),
+        };
+        pb::SeccompProfile {
+            kind: kind as i32,
+            custom_json,
         }
     }
 }
 
-impl IntoProto<pb::Mount> for Mount {
-    fn into_proto(self) -> pb::Mount {
+impl From<pb::SeccompProfile> for SeccompProfile {
+    fn from(profile: pb::SeccompProfile) -> SeccompProfile {
+        match profile.kind() {
+            pb::seccomp_profile::Kind::Unconfined => SeccompProfile::Unconfined,
+            pb::seccomp_profile::Kind::Custom => SeccompProfile::Custom(profile.custom_json),
+            _ => SeccompProfile::Default,
+        }
+    }
+}
+
+impl From<Mount> for pb::Mount {
+    fn from(m: Mount) -> pb::Mount {
         pb::Mount {
-            destination: self.destination,
-            source: self.source,
-            r#type: self.kind,
-            options: self.options,
-            read_only: self.read_only,
+            destination: m.destination,
+            source: m.source,
+            r#type: m.kind,
+            options: m.options,
+            read_only: m.read_only,
         }
     }
 }
 
-impl IntoSdk<Mount> for pb::Mount {
-    fn into_sdk(self) -> Mount {
+impl From<pb::Mount> for Mount {
+    fn from(m: pb::Mount) -> Mount {
         Mount {
-            destination: self.destination,
-            source: self.source,
-            kind: self.r#type,
-            options: self.options,
-            read_only: self.read_only,
+            destination: m.destination,
+            source: m.source,
+            kind: m.r#type,
+            options: m.options,
+            read_only: m.read_only,
         }
     }
 }
 
-impl IntoProto<pb::Resources> for ResourceLimits {
-    fn into_proto(self) -> pb::Resources {
+impl From<ResourceLimits> for pb::Resources {
+    fn from(r: ResourceLimits) -> pb::Resources {
         pb::Resources {
-            memory_limit_bytes: self.memory,
-            memory_reservation_bytes: self.memory_reservation,
-            memory_swap_limit_bytes: self.memory_swap,
-            cpu_shares: self.cpu_shares,
-            cpu_quota_us: self.cpu_quota,
-            cpu_period_us: self.cpu_period,
-            cpuset_cpus: self.cpuset_cpus,
-            pids_limit: self.pids,
+            memory_limit_bytes: r.memory,
+            memory_reservation_bytes: r.memory_reservation,
+            memory_swap_limit_bytes: r.memory_swap,
+            cpu_shares: r.cpu_shares,
+            cpu_quota_us: r.cpu_quota,
+            cpu_period_us: r.cpu_period,
+            cpuset_cpus: r.cpuset_cpus,
+            pids_limit: r.pids,
         }
     }
 }
 
-impl IntoSdk<ResourceLimits> for pb::Resources {
-    fn into_sdk(self) -> ResourceLimits {
+impl From<pb::Resources> for ResourceLimits {
+    fn from(r: pb::Resources) -> ResourceLimits {
         ResourceLimits {
-            memory: self.memory_limit_bytes,
-            memory_reservation: self.memory_reservation_bytes,
-            memory_swap: self.memory_swap_limit_bytes,
-            cpu_shares: self.cpu_shares,
-            cpu_quota: self.cpu_quota_us,
-            cpu_period: self.cpu_period_us,
-            cpuset_cpus: self.cpuset_cpus,
-            pids: self.pids_limit,
+            memory: r.memory_limit_bytes,
+            memory_reservation: r.memory_reservation_bytes,
+            memory_swap: r.memory_swap_limit_bytes,
+            cpu_shares: r.cpu_shares,
+            cpu_quota: r.cpu_quota_us,
+            cpu_period: r.cpu_period_us,
+            cpuset_cpus: r.cpuset_cpus,
+            pids: r.pids_limit,
         }
     }
 }
 
-impl IntoProto<pb::HealthCheck> for HealthCheck {
-    fn into_proto(self) -> pb::HealthCheck {
+impl From<HealthCheck> for pb::HealthCheck {
+    fn from(h: HealthCheck) -> pb::HealthCheck {
         pb::HealthCheck {
-            command: self.command,
-            interval: Some(self.interval.into_proto()),
-            timeout: Some(self.timeout.into_proto()),
-            retries: self.retries,
-            start_period: Some(self.start_period.into_proto()),
+            command: h.command,
+            interval: h.interval.map(wire_duration),
+            timeout: h.timeout.map(wire_duration),
+            retries: h.retries.unwrap_or_default(),
+            start_period: h.start_period.map(wire_duration),
         }
     }
 }
 
-impl IntoSdk<HealthCheck> for pb::HealthCheck {
-    fn into_sdk(self) -> HealthCheck {
-        let default = HealthCheck::default();
-        HealthCheck {
-            command: self.command,
-            interval: self.interval.into_sdk().unwrap_or(default.interval),
-            timeout: self.timeout.into_sdk().unwrap_or(default.timeout),
-            retries: self.retries,
-            start_period: self.start_period.into_sdk().unwrap_or_default(),
+impl TryFrom<pb::HealthCheck> for HealthCheck {
+    type Error = ConversionError;
+
+    fn try_from(h: pb::HealthCheck) -> Converted<HealthCheck> {
+        Ok(HealthCheck {
+            command: h.command,
+            interval: optional_duration(h.interval, "health_check.interval")?,
+            timeout: optional_duration(h.timeout, "health_check.timeout")?,
+            retries: (h.retries != 0).then_some(h.retries),
+            start_period: optional_duration(h.start_period, "health_check.start_period")?,
+        })
+    }
+}
+
+impl From<pb::ContainerStatus> for ContainerStatus {
+    fn from(status: pb::ContainerStatus) -> ContainerStatus {
+        match status {
+            pb::ContainerStatus::Created => ContainerStatus::Created,
+            pb::ContainerStatus::Running => ContainerStatus::Running,
+            pb::ContainerStatus::Paused => ContainerStatus::Paused,
+            pb::ContainerStatus::Stopped => ContainerStatus::Stopped,
+            pb::ContainerStatus::Unspecified => ContainerStatus::Unknown,
         }
     }
 }
 
-/// A container status from its protocol number.
-pub(crate) fn container_status(status: i32) -> ContainerStatus {
-    match pb::ContainerStatus::try_from(status) {
-        Ok(pb::ContainerStatus::Created) => ContainerStatus::Created,
-        Ok(pb::ContainerStatus::Running) => ContainerStatus::Running,
-        Ok(pb::ContainerStatus::Paused) => ContainerStatus::Paused,
-        Ok(pb::ContainerStatus::Stopped) => ContainerStatus::Stopped,
-        _ => ContainerStatus::Unknown,
-    }
-}
-
-impl IntoProto<i32> for ContainerStatus {
-    fn into_proto(self) -> i32 {
-        let status = match self {
+impl From<ContainerStatus> for pb::ContainerStatus {
+    fn from(status: ContainerStatus) -> pb::ContainerStatus {
+        match status {
             ContainerStatus::Created => pb::ContainerStatus::Created,
             ContainerStatus::Running => pb::ContainerStatus::Running,
             ContainerStatus::Paused => pb::ContainerStatus::Paused,
             ContainerStatus::Stopped => pb::ContainerStatus::Stopped,
             ContainerStatus::Unknown => pb::ContainerStatus::Unspecified,
-        };
-        status as i32
-    }
-}
-
-fn health_status(status: i32) -> HealthStatus {
-    match pb::HealthStatus::try_from(status) {
-        Ok(pb::HealthStatus::Starting) => HealthStatus::Starting,
-        Ok(pb::HealthStatus::Healthy) => HealthStatus::Healthy,
-        Ok(pb::HealthStatus::Unhealthy) => HealthStatus::Unhealthy,
-        _ => HealthStatus::None,
-    }
-}
-
-impl IntoSdk<ExitStatus> for pb::ExitStatus {
-    fn into_sdk(self) -> ExitStatus {
-        ExitStatus {
-            exit_code: self.exit_code,
-            signal: self.signal,
-            oom_killed: self.oom_killed,
-            finished_at: self.finished_at.into_sdk(),
         }
     }
 }
 
-impl IntoSdk<ContainerInfo> for pb::Container {
-    fn into_sdk(self) -> ContainerInfo {
-        ContainerInfo {
-            status: container_status(self.status),
-            health_status: health_status(self.health_status),
-            id: self.id,
-            agent: self.agent,
-            config: self.config.unwrap_or_default().into_sdk(),
-            pid: self.pid,
-            created_at: self.created_at.into_sdk(),
-            started_at: self.started_at.into_sdk(),
-            last_exit: self.last_exit.into_sdk(),
-            restart_count: self.restart_count,
-            bundle: self.bundle,
-            rootfs_path: self.rootfs_path,
-            image_digest: self.image_digest,
-            exec_ids: self.exec_ids,
+impl From<pb::HealthStatus> for HealthStatus {
+    fn from(status: pb::HealthStatus) -> HealthStatus {
+        match status {
+            pb::HealthStatus::Starting => HealthStatus::Starting,
+            pb::HealthStatus::Healthy => HealthStatus::Healthy,
+            pb::HealthStatus::Unhealthy => HealthStatus::Unhealthy,
+            pb::HealthStatus::None | pb::HealthStatus::Unspecified => HealthStatus::None,
+        }
+    }
+}
+
+impl TryFrom<pb::ExitStatus> for ExitStatus {
+    type Error = ConversionError;
+
+    fn try_from(e: pb::ExitStatus) -> Converted<ExitStatus> {
+        Ok(ExitStatus {
+            exit_code: e.exit_code,
+            signal: e.signal,
+            oom_killed: e.oom_killed,
+            finished_at: optional_time(e.finished_at, "exit.finished_at")?,
+        })
+    }
+}
+
+impl TryFrom<pb::Container> for ContainerInfo {
+    type Error = ConversionError;
+
+    fn try_from(c: pb::Container) -> Converted<ContainerInfo> {
+        Ok(ContainerInfo {
+            status: c.status().into(),
+            health_status: c.health_status().into(),
+            id: c.id,
+            agent: c.agent,
+            config: required(c.config, "container.config")?,
+            pid: c.pid,
+            created_at: optional_time(c.created_at, "container.created_at")?,
+            started_at: optional_time(c.started_at, "container.started_at")?,
+            last_exit: c.last_exit.map(TryInto::try_into).transpose()?,
+            restart_count: c.restart_count,
+            bundle: c.bundle,
+            rootfs_path: c.rootfs_path,
+            image_digest: c.image_digest,
+            exec_ids: c.exec_ids,
             oci_spec_json: None,
-        }
+        })
     }
 }
 
-/// The container of a response that must carry one.
-pub(crate) fn container(container: Option<pb::Container>) -> Result<ContainerInfo> {
-    container
-        .map(IntoSdk::into_sdk)
-        .ok_or_else(|| Error::Internal("the server's answer carries no container".into()))
-}
+impl TryFrom<pb::HealthCheckResult> for HealthCheckResult {
+    type Error = ConversionError;
 
-impl IntoSdk<HealthCheckResult> for pb::HealthCheckResult {
-    fn into_sdk(self) -> HealthCheckResult {
-        HealthCheckResult {
-            started_at: self.started_at.into_sdk(),
-            finished_at: self.finished_at.into_sdk(),
-            exit_code: self.exit_code,
-            output: text(&self.output),
-            timed_out: self.timed_out,
-        }
+    fn try_from(r: pb::HealthCheckResult) -> Converted<HealthCheckResult> {
+        Ok(HealthCheckResult {
+            started_at: optional_time(r.started_at, "health result.started_at")?,
+            finished_at: optional_time(r.finished_at, "health result.finished_at")?,
+            exit_code: r.exit_code,
+            output: text(&r.output),
+            timed_out: r.timed_out,
+        })
     }
 }
 
-impl IntoSdk<ContainerHealth> for pb::ContainerHealth {
-    fn into_sdk(self) -> ContainerHealth {
-        ContainerHealth {
-            status: health_status(self.status),
-            container_id: self.container_id,
-            failing_streak: self.failing_streak,
-            recent_results: self.recent_results.into_sdk(),
-            agent: self.agent,
-        }
+impl TryFrom<pb::ContainerHealth> for ContainerHealth {
+    type Error = ConversionError;
+
+    fn try_from(h: pb::ContainerHealth) -> Converted<ContainerHealth> {
+        Ok(ContainerHealth {
+            status: h.status().into(),
+            container_id: h.container_id,
+            failing_streak: h.failing_streak,
+            recent_results: all(h.recent_results)?,
+            agent: h.agent,
+        })
     }
 }
 
-impl IntoSdk<ContainerMetrics> for pb::ContainerMetrics {
-    fn into_sdk(self) -> ContainerMetrics {
-        let cpu = self.cpu.unwrap_or_default();
-        let memory = self.memory.unwrap_or_default();
-        let network = self.network.unwrap_or_default();
-        let blkio = self.blkio.unwrap_or_default();
-        let pids = self.pids.unwrap_or_default();
-        ContainerMetrics {
-            container_id: self.container_id,
-            agent: self.agent,
-            time: self.time.into_sdk(),
+impl TryFrom<pb::ContainerMetrics> for ContainerMetrics {
+    type Error = ConversionError;
+
+    fn try_from(m: pb::ContainerMetrics) -> Converted<ContainerMetrics> {
+        let cpu = m.cpu.unwrap_or_default();
+        let memory = m.memory.unwrap_or_default();
+        let network = m.network.unwrap_or_default();
+        let blkio = m.blkio.unwrap_or_default();
+        let pids = m.pids.unwrap_or_default();
+        Ok(ContainerMetrics {
+            container_id: m.container_id,
+            agent: m.agent,
+            time: optional_time(m.time, "metrics.time")?,
             cpu: CpuMetrics {
                 usage_total: cpu.usage_total_ns,
                 usage_user: cpu.usage_user_ns,
@@ -487,7 +539,7 @@ impl IntoSdk<ContainerMetrics> for pb::ContainerMetrics {
                 current: pids.current,
                 limit: pids.limit,
             },
-        }
+        })
     }
 }
 
@@ -509,54 +561,56 @@ const EVENT_TYPES: [(ContainerEventType, pb::EventType); 11] = [
     (ContainerEventType::Restart, pb::EventType::Restart),
 ];
 
-impl IntoSdk<ContainerEvent> for pb::Event {
-    fn into_sdk(self) -> ContainerEvent {
+impl TryFrom<pb::Event> for ContainerEvent {
+    type Error = ConversionError;
+
+    fn try_from(e: pb::Event) -> Converted<ContainerEvent> {
         use pb::event::Details;
         let event_type = EVENT_TYPES
             .iter()
-            .find(|(_, p)| *p as i32 == self.r#type)
+            .find(|(_, p)| *p as i32 == e.r#type)
             .map_or(ContainerEventType::Unknown, |(t, _)| *t);
         let (mut exit, mut health, mut restart) = (None, None, None);
-        match self.details {
-            Some(Details::Exit(e)) => exit = Some(e.into_sdk()),
+        match e.details {
+            Some(Details::Exit(x)) => exit = Some(ExitStatus::try_from(x)?),
             Some(Details::Health(h)) => {
                 health = Some(HealthChange {
-                    previous: health_status(h.previous),
-                    current: health_status(h.current),
+                    previous: h.previous().into(),
+                    current: h.current().into(),
                     failing_streak: h.failing_streak,
                 })
             }
             Some(Details::Restart(r)) => {
                 restart = Some(RestartInfo {
                     restart_count: r.restart_count,
-                    backoff: r.backoff.into_sdk().unwrap_or_default(),
+                    backoff: optional_duration(r.backoff, "restart.backoff")?.unwrap_or_default(),
                 })
             }
             None => {}
         }
-        ContainerEvent {
-            sequence: self.sequence,
-            time: self.time.into_sdk(),
+        Ok(ContainerEvent {
+            sequence: e.sequence,
+            time: optional_time(e.time, "event.time")?,
             event_type,
-            container_id: self.container_id,
-            exec_id: non_empty(self.exec_id),
-            agent: self.agent,
-            labels: self.labels.into_iter().collect(),
+            container_id: e.container_id,
+            exec_id: non_empty(e.exec_id),
+            agent: e.agent,
+            labels: e.labels.into_iter().collect(),
             exit_code: exit.as_ref().map(|e: &ExitStatus| e.exit_code),
             exit,
             health,
             restart,
-        }
+        })
     }
 }
 
-impl IntoProto<pb::SubscribeEventsRequest> for EventFilter {
-    fn into_proto(self) -> pb::SubscribeEventsRequest {
+impl From<EventFilter> for pb::SubscribeEventsRequest {
+    fn from(filter: EventFilter) -> pb::SubscribeEventsRequest {
         pb::SubscribeEventsRequest {
-            since_sequence: self.since,
+            since_sequence: filter.since,
             agent_cursors: Vec::new(),
-            container_ids: self.container_ids,
-            types: self
+            container_ids: filter.container_ids,
+            types: filter
                 .types
                 .iter()
                 .map(|t| {
@@ -566,127 +620,139 @@ impl IntoProto<pb::SubscribeEventsRequest> for EventFilter {
                         .map_or(pb::EventType::Unspecified, |(_, p)| *p) as i32
                 })
                 .collect(),
-            labels: self.labels.into_iter().collect(),
+            labels: filter.labels.into_iter().collect(),
         }
     }
 }
 
-/// The Logs request of `id` with `options`.
-pub(crate) fn logs_request(id: &str, options: LogOptions) -> pb::LogsRequest {
-    pb::LogsRequest {
-        container_id: id.into(),
-        follow: options.follow,
-        tail: options.tail,
-        since: options.since.into_proto(),
-        until: options.until.into_proto(),
-        timestamps: options.timestamps,
-        streams: options
-            .stream
-            .map(|s| output_stream(s) as i32)
-            .into_iter()
-            .collect(),
+impl From<LogOptions> for pb::LogsRequest {
+    /// The Logs request of `options`, for no container yet.
+    fn from(options: LogOptions) -> pb::LogsRequest {
+        pb::LogsRequest {
+            container_id: String::new(),
+            follow: options.follow,
+            tail: options.tail,
+            since: options.since.map(Into::into),
+            until: options.until.map(Into::into),
+            timestamps: options.timestamps,
+            streams: options
+                .stream
+                .map(|s| pb::LogStream::from(s) as i32)
+                .into_iter()
+                .collect(),
+        }
     }
 }
 
-fn output_stream(stream: OutputStream) -> pb::LogStream {
-    match stream {
-        OutputStream::Stdout => pb::LogStream::Stdout,
-        OutputStream::Stderr => pb::LogStream::Stderr,
+impl From<OutputStream> for pb::LogStream {
+    fn from(stream: OutputStream) -> pb::LogStream {
+        match stream {
+            OutputStream::Stdout => pb::LogStream::Stdout,
+            OutputStream::Stderr => pb::LogStream::Stderr,
+        }
     }
 }
 
-impl IntoSdk<LogChunk> for pb::LogEntry {
-    fn into_sdk(self) -> LogChunk {
-        LogChunk {
-            stream: match self.stream() {
+impl TryFrom<pb::LogEntry> for LogChunk {
+    type Error = ConversionError;
+
+    fn try_from(e: pb::LogEntry) -> Converted<LogChunk> {
+        Ok(LogChunk {
+            stream: match e.stream() {
                 pb::LogStream::Stderr => OutputStream::Stderr,
                 _ => OutputStream::Stdout,
             },
-            data: self.data,
-            time: self.time.into_sdk(),
-            partial: self.partial,
-        }
+            time: optional_time(e.time, "log entry.time")?,
+            data: e.data,
+            partial: e.partial,
+        })
     }
 }
 
-impl IntoProto<pb::TerminalSize> for TerminalSize {
-    fn into_proto(self) -> pb::TerminalSize {
+impl From<TerminalSize> for pb::TerminalSize {
+    fn from(size: TerminalSize) -> pb::TerminalSize {
         pb::TerminalSize {
-            rows: self.rows.into(),
-            cols: self.cols.into(),
+            rows: size.rows.into(),
+            cols: size.cols.into(),
         }
     }
 }
 
-/// The process of an exec.
-pub(crate) fn process_spec(options: &ExecOptions) -> pb::ProcessSpec {
-    pb::ProcessSpec {
-        command: options.command.clone(),
-        env: options.env.clone(),
-        working_dir: options.working_dir.clone(),
-        user: options.user.clone().unwrap_or_default(),
-        tty: options.tty,
+impl From<&ExecOptions> for pb::ProcessSpec {
+    /// The process of an exec.
+    fn from(options: &ExecOptions) -> pb::ProcessSpec {
+        pb::ProcessSpec {
+            command: options.command.clone(),
+            env: options.env.clone(),
+            working_dir: options.working_dir.clone(),
+            user: options.user.clone().unwrap_or_default(),
+            tty: options.tty,
+        }
     }
 }
 
-impl IntoSdk<Version> for pb::VersionResponse {
-    fn into_sdk(self) -> Version {
+impl From<pb::VersionResponse> for Version {
+    fn from(v: pb::VersionResponse) -> Version {
         Version {
-            component: self.component,
-            version: self.version,
-            api_version: self.api_version,
-            git_commit: self.git_commit,
-            libcrun_version: self.libcrun_version,
+            component: v.component,
+            version: v.version,
+            api_version: v.api_version,
+            git_commit: v.git_commit,
+            libcrun_version: v.libcrun_version,
         }
     }
 }
 
-impl IntoSdk<AgentInfo> for pb::AgentInfo {
-    fn into_sdk(self) -> AgentInfo {
-        AgentInfo {
-            state: match self.state() {
+impl TryFrom<pb::AgentInfo> for AgentInfo {
+    type Error = ConversionError;
+
+    fn try_from(a: pb::AgentInfo) -> Converted<AgentInfo> {
+        Ok(AgentInfo {
+            state: match a.state() {
                 pb::AgentState::Ready => AgentState::Ready,
                 pb::AgentState::Connecting => AgentState::Connecting,
                 pb::AgentState::Unavailable => AgentState::Unavailable,
                 pb::AgentState::Unspecified => AgentState::Unknown,
             },
-            cgroup_mode: match self.cgroup_mode() {
+            cgroup_mode: match a.cgroup_mode() {
                 pb::CgroupMode::V1 => CgroupMode::V1,
                 pb::CgroupMode::Hybrid => CgroupMode::Hybrid,
                 pb::CgroupMode::V2 => CgroupMode::V2,
                 pb::CgroupMode::Unspecified => CgroupMode::Unknown,
             },
-            name: self.name,
-            endpoint: self.endpoint,
-            version: self.version,
-            libcrun_version: self.libcrun_version,
-            kernel_version: self.kernel_version,
-            cpus: self.cpus,
-            memory_bytes: self.memory_bytes,
-            containers: self.containers,
-            containers_running: self.containers_running,
-            images: self.images,
-            root_dir: self.root_dir,
-            started_at: self.started_at.into_sdk(),
-            last_error: self.last_error,
-        }
+            started_at: optional_time(a.started_at, "agent.started_at")?,
+            name: a.name,
+            endpoint: a.endpoint,
+            version: a.version,
+            libcrun_version: a.libcrun_version,
+            kernel_version: a.kernel_version,
+            cpus: a.cpus,
+            memory_bytes: a.memory_bytes,
+            containers: a.containers,
+            containers_running: a.containers_running,
+            images: a.images,
+            root_dir: a.root_dir,
+            last_error: a.last_error,
+        })
     }
 }
 
-impl IntoSdk<Info> for pb::InfoResponse {
-    fn into_sdk(self) -> Info {
-        Info {
-            component: self.component,
-            version: self.version,
-            agents: self.agents.into_sdk(),
-        }
+impl TryFrom<pb::InfoResponse> for Info {
+    type Error = ConversionError;
+
+    fn try_from(i: pb::InfoResponse) -> Converted<Info> {
+        Ok(Info {
+            component: i.component,
+            version: i.version,
+            agents: all(i.agents)?,
+        })
     }
 }
 
-impl IntoSdk<Orphan> for pb::Orphan {
-    fn into_sdk(self) -> Orphan {
+impl From<pb::Orphan> for Orphan {
+    fn from(o: pb::Orphan) -> Orphan {
         Orphan {
-            kind: match self.kind() {
+            kind: match o.kind() {
                 pb::OrphanKind::RuntimeState => OrphanKind::RuntimeState,
                 pb::OrphanKind::MissingProcess => OrphanKind::MissingProcess,
                 pb::OrphanKind::Cgroup => OrphanKind::Cgroup,
@@ -694,25 +760,27 @@ impl IntoSdk<Orphan> for pb::Orphan {
                 pb::OrphanKind::StateDirectory => OrphanKind::StateDirectory,
                 pb::OrphanKind::Unspecified => OrphanKind::Unknown,
             },
-            container_id: self.container_id,
-            path: self.path,
-            detail: self.detail,
-            agent: self.agent,
+            container_id: o.container_id,
+            path: o.path,
+            detail: o.detail,
+            agent: o.agent,
         }
     }
 }
 
-impl IntoSdk<ImageInfo> for pb::Image {
-    fn into_sdk(self) -> ImageInfo {
-        let config = self.config.unwrap_or_default();
-        ImageInfo {
-            id: self.id,
-            references: self.references,
-            digest: self.digest,
-            size: self.size,
-            created: self.created.into_sdk(),
-            os: self.os,
-            architecture: self.architecture,
+impl TryFrom<pb::Image> for ImageInfo {
+    type Error = ConversionError;
+
+    fn try_from(i: pb::Image) -> Converted<ImageInfo> {
+        let config = i.config.unwrap_or_default();
+        Ok(ImageInfo {
+            id: i.id,
+            references: i.references,
+            digest: i.digest,
+            size: i.size,
+            created: optional_time(i.created, "image.created")?,
+            os: i.os,
+            architecture: i.architecture,
             config: ImageConfig {
                 entrypoint: config.entrypoint,
                 cmd: config.cmd,
@@ -723,25 +791,18 @@ impl IntoSdk<ImageInfo> for pb::Image {
                 labels: config.labels.into_iter().collect(),
                 stop_signal: config.stop_signal,
             },
-            layers: self.layers,
-            agent: self.agent,
-            used_by: self.used_by,
-        }
+            layers: i.layers,
+            agent: i.agent,
+            used_by: i.used_by,
+        })
     }
 }
 
-/// The image of a response that must carry one.
-pub(crate) fn image(image: Option<pb::Image>) -> Result<ImageInfo> {
-    image
-        .map(IntoSdk::into_sdk)
-        .ok_or_else(|| Error::Internal("the server's answer carries no image".into()))
-}
-
-impl IntoSdk<PullProgress> for pb::PullImageProgress {
-    fn into_sdk(self) -> PullProgress {
+impl From<pb::PullImageProgress> for PullProgress {
+    fn from(p: pb::PullImageProgress) -> PullProgress {
         PullProgress {
-            reference: self.reference,
-            layers: self
+            reference: p.reference,
+            layers: p
                 .layers
                 .into_iter()
                 .map(|l| LayerProgress {
@@ -759,8 +820,8 @@ impl IntoSdk<PullProgress> for pb::PullImageProgress {
                     total_bytes: l.total_bytes,
                 })
                 .collect(),
-            downloaded_bytes: self.downloaded_bytes,
-            total_bytes: self.total_bytes,
+            downloaded_bytes: p.downloaded_bytes,
+            total_bytes: p.total_bytes,
         }
     }
 }
@@ -773,13 +834,13 @@ mod tests {
     fn a_config_goes_there_and_back() {
         let config = ContainerConfig {
             id: "web".into(),
-            rootfs: "/srv/rootfs".into(),
+            root: RootSource::Rootfs("/srv/rootfs".into()),
             command: vec!["httpd".into()],
             user: Some("1000:1000".into()),
             restart_policy: RestartPolicy::OnFailure { max_retries: 2 },
             health_check: Some(HealthCheck {
                 command: vec!["true".into()],
-                interval: Duration::from_millis(250),
+                interval: Some(Duration::from_millis(250)),
                 ..Default::default()
             }),
             resources: ResourceLimits {
@@ -791,22 +852,48 @@ mod tests {
             labels: [("app".to_string(), "web".to_string())].into(),
             ..Default::default()
         };
-        let back: ContainerConfig = container_config(config.clone()).unwrap().into_sdk();
+        let back = ContainerConfig::try_from(pb::ContainerConfig::from(config.clone())).unwrap();
         assert_eq!(back, config);
+        let image = ContainerConfig {
+            root: RootSource::Image("alpine".into()),
+            ..config
+        };
+        let back = ContainerConfig::try_from(pb::ContainerConfig::from(image.clone())).unwrap();
+        assert_eq!(back.root, image.root);
     }
 
     #[test]
-    fn rootfs_and_image_together_are_refused() {
-        let config = ContainerConfig {
-            id: "x".into(),
-            rootfs: "/r".into(),
-            image: Some("alpine".into()),
+    fn an_answer_out_of_range_is_refused_naming_the_field() {
+        let answer = pb::Container {
+            config: Some(pb::ContainerConfig {
+                root: Some(pb::container_config::Root::Image("x".into())),
+                stop_timeout: Some(prost_types::Duration {
+                    seconds: -3,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        assert!(matches!(
-            container_config(config),
-            Err(Error::InvalidArgument(_))
-        ));
+        let err = ContainerInfo::try_from(answer).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConversionError::Duration {
+                    field: "config.stop_timeout",
+                    seconds: -3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            matches!(Error::from(err), Error::Internal(m) if m.contains("config.stop_timeout")),
+        );
+        assert_eq!(
+            ContainerInfo::try_from(pb::Container::default()).unwrap_err(),
+            ConversionError::Missing("container.config")
+        );
     }
 
     #[test]

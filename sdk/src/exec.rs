@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::container::ExitStatus;
-use crate::convert::{IntoProto, IntoSdk};
 use crate::error::{Error, Result};
 
 /// What to run in a container, and how.
@@ -216,7 +215,10 @@ impl ExecSession {
                 Some(Response::Stderr(bytes)) => ExecOutput::Stderr(bytes),
                 Some(Response::Exit(exit)) => {
                     self.done = true;
-                    ExecOutput::Exit(exit.into_sdk())
+                    match ExitStatus::try_from(exit) {
+                        Ok(exit) => ExecOutput::Exit(exit),
+                        Err(e) => return Some(Err(e.into())),
+                    }
                 }
                 Some(Response::Started(_)) | None => continue,
             }));
@@ -290,7 +292,7 @@ impl ExecInput {
 
     /// Resizes the process's terminal (with [`ExecOptions::tty`]).
     pub async fn resize(&self, size: TerminalSize) -> Result<()> {
-        self.send(pb::exec_request::Request::Resize(size.into_proto()))
+        self.send(pb::exec_request::Request::Resize(size.into()))
             .await
     }
 

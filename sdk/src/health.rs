@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 /// A command run inside the container on a schedule; the container is
-/// healthy while it exits 0 within the timeout.
+/// healthy while it exits 0 within the timeout. What is `None` (or zero)
+/// takes the agent's default, Docker's: every 30 s, a 30 s timeout, 3
+/// retries, no start period; [`ContainerRuntime::inspect`](crate::ContainerRuntime::inspect)
+/// shows the values in force.
 ///
 /// ```
 /// use std::time::Duration;
@@ -13,41 +16,27 @@ use serde::{Deserialize, Serialize};
 ///
 /// let check = HealthCheck {
 ///     command: vec!["sh".into(), "-c".into(), "test -e /tmp/ready".into()],
-///     interval: Duration::from_secs(30),
-///     retries: 3,
+///     interval: Some(Duration::from_secs(5)),
 ///     ..Default::default()
 /// };
-/// assert_eq!(check.timeout, Duration::from_secs(30));
+/// assert_eq!(check.timeout, None);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealthCheck {
     /// The command and its arguments (argv form; use `sh -c` for a shell).
     pub command: Vec<String>,
     /// Time between the end of one check and the start of the next.
     #[serde(with = "humantime_serde")]
-    pub interval: Duration,
+    pub interval: Option<Duration>,
     /// How long one check may run before it counts as failed.
     #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
+    pub timeout: Option<Duration>,
     /// Consecutive failures that make the container unhealthy.
-    pub retries: u32,
+    pub retries: Option<u32>,
     /// Grace period after start during which failures do not count.
     #[serde(with = "humantime_serde")]
-    pub start_period: Duration,
-}
-
-impl Default for HealthCheck {
-    /// Docker's defaults: every 30 s, 30 s timeout, 3 retries, no start period.
-    fn default() -> HealthCheck {
-        HealthCheck {
-            command: Vec::new(),
-            interval: Duration::from_secs(30),
-            timeout: Duration::from_secs(30),
-            retries: 3,
-            start_period: Duration::ZERO,
-        }
-    }
+    pub start_period: Option<Duration>,
 }
 
 /// The health of a container as its health check decides it.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::config::RuntimeConfig;
-use crate::convert::{self, IntoSdk};
+use crate::convert;
 use crate::error::{Error, Result};
 
 /// The image stores of the runtime's agents.
@@ -289,9 +289,9 @@ impl ImageStore {
             .into_inner();
         while let Some(mut message) = stream.message().await? {
             let image = message.image.take();
-            progress(&message.into_sdk());
+            progress(&PullProgress::from(message));
             if let Some(image) = image {
-                return Ok(image.into_sdk());
+                return Ok(image.try_into()?);
             }
         }
         Err(Error::Internal(format!(
@@ -301,33 +301,33 @@ impl ImageStore {
 
     /// Lists the images (of every agent, on `crun-shimd`).
     pub async fn list(&self) -> Result<Vec<ImageInfo>> {
-        let request = self.client.short(pb::ListImagesRequest {
+        let request = self.client.with_deadline(pb::ListImagesRequest {
             agent: self.client.agent(),
         });
-        Ok(self
+        let images = self
             .client
             .images()
             .list(request)
             .await?
             .into_inner()
-            .images
-            .into_sdk())
+            .images;
+        Ok(convert::all(images)?)
     }
 
     /// One image, by reference, id or digest.
     pub async fn inspect(&self, reference: &str) -> Result<ImageInfo> {
-        let request = self.client.short(pb::InspectImageRequest {
+        let request = self.client.with_deadline(pb::InspectImageRequest {
             reference: reference.into(),
             agent: self.client.agent(),
         });
-        convert::image(
-            self.client
-                .images()
-                .inspect(request)
-                .await?
-                .into_inner()
-                .image,
-        )
+        let image = self
+            .client
+            .images()
+            .inspect(request)
+            .await?
+            .into_inner()
+            .image;
+        Ok(convert::required(image, "image")?)
     }
 
     /// Removes an image reference (and the image when none is left).
@@ -341,7 +341,7 @@ impl ImageStore {
     /// # Ok(()) }
     /// ```
     pub async fn remove(&self, reference: &str, force: bool) -> Result<RemovedImage> {
-        let request = self.client.short(pb::RemoveImageRequest {
+        let request = self.client.with_deadline(pb::RemoveImageRequest {
             reference: reference.into(),
             force,
             agent: self.client.agent(),
@@ -356,10 +356,10 @@ impl ImageStore {
 
     /// The path, on the agent's machine, of a directory holding the image's
     /// root filesystem, shared by every caller: for
-    /// [`ContainerConfig::rootfs`](crate::ContainerConfig::rootfs) with
+    /// [`RootSource::Rootfs`](crate::RootSource::Rootfs) with
     /// `read_only_rootfs`, on the same agent.
     pub async fn get_rootfs(&self, reference: &str) -> Result<PathBuf> {
-        let request = self.client.short(pb::GetRootfsRequest {
+        let request = self.client.with_deadline(pb::GetRootfsRequest {
             reference: reference.into(),
             agent: self.client.agent(),
         });

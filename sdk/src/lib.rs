@@ -12,6 +12,11 @@
 //! - [`Error`]: one error type whose variants say what went wrong
 //!   ([`Error::NotFound`], [`Error::AlreadyExists`], [`Error::Unavailable`] ...).
 //!
+//! The SDK's types convert to and from the protocol's generated ones
+//! (`libcrun_shim_proto::v1`) with `From` (what the SDK sends) and
+//! `TryFrom` (what the server answers, refused as a [`ConversionError`]
+//! when it cannot be represented), for programs that mix both.
+//!
 //! ```no_run
 //! use libcrun_shim::*;
 //!
@@ -23,7 +28,7 @@
 //!     let id = runtime
 //!         .create(ContainerConfig {
 //!             id: "hello".into(),
-//!             rootfs: "/srv/busybox".into(),
+//!             root: RootSource::Rootfs("/srv/busybox".into()),
 //!             command: vec!["sh".into(), "-c".into(), "echo hello; exit 3".into()],
 //!             ..Default::default()
 //!         })
@@ -59,8 +64,9 @@ pub use config::{
 };
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
 };
+pub use convert::ConversionError;
 pub use error::{Error, Result};
 pub use events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
 pub use exec::{ExecInput, ExecOptions, ExecOutput, ExecResult, ExecSession, TerminalSize};

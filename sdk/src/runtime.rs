@@ -13,13 +13,13 @@ use crate::config::RuntimeConfig;
 use crate::container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, ResourceLimits,
 };
-use crate::convert::{self, IntoProto, IntoSdk};
+use crate::convert::{self, wire_duration};
 use crate::error::{Error, Result};
 use crate::events::{ContainerEvent, EventFilter};
 use crate::exec::{ExecOptions, ExecResult, ExecSession};
 use crate::health::ContainerHealth;
 use crate::images::ImageStore;
-use crate::logs::{LogOptions, LogStream, Logs, OutputStream};
+use crate::logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
 use crate::metrics::ContainerMetrics;
 use crate::system::{Info, Orphan, RecoverReport, ShutdownOptions, Version};
 
@@ -65,7 +65,7 @@ pub struct ListFilter {
 ///
 ///     let config = ContainerConfig {
 ///         id: "my-container".to_string(),
-///         rootfs: "/path/to/rootfs".into(),
+///         root: RootSource::Rootfs("/path/to/rootfs".into()),
 ///         command: vec!["sh".to_string(), "-c".to_string(), "echo hello; sleep 60".to_string()],
 ///         ..Default::default()
 ///     };
@@ -160,11 +160,11 @@ impl ContainerRuntime {
     ///
     /// ```no_run
     /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
-    /// use libcrun_shim::ContainerConfig;
+    /// use libcrun_shim::{ContainerConfig, RootSource};
     /// let id = runtime
     ///     .create(ContainerConfig {
     ///         id: "web".into(),
-    ///         image: Some("nginx:alpine".into()),
+    ///         root: RootSource::Image("nginx:alpine".into()),
     ///         ..Default::default()
     ///     })
     ///     .await?;
@@ -176,19 +176,22 @@ impl ContainerRuntime {
 
     /// [`ContainerRuntime::create`], returning the whole created container.
     pub async fn create_container(&self, config: ContainerConfig) -> Result<ContainerInfo> {
-        let request = self.client.short(pb::CreateContainerRequest {
-            config: Some(convert::container_config(config)?),
+        let request = self.client.with_deadline(pb::CreateContainerRequest {
+            config: Some(config.into()),
             agent: self.client.agent(),
         });
         let response = self.client.containers().create(request).await?;
-        convert::container(response.into_inner().container)
+        Ok(convert::required(
+            response.into_inner().container,
+            "container",
+        )?)
     }
 
     /// Starts a created container.
     pub async fn start(&self, id: &str) -> Result<()> {
         let request = self
             .client
-            .short(pb::StartContainerRequest { id: id.into() });
+            .with_deadline(pb::StartContainerRequest { id: id.into() });
         self.client.containers().start(request).await?;
         Ok(())
     }
@@ -215,7 +218,7 @@ impl ContainerRuntime {
         let request = pb::StopContainerRequest {
             id: id.into(),
             signal: String::new(),
-            timeout: timeout.into_proto(),
+            timeout: timeout.map(wire_duration),
         };
         self.client.containers().stop(request).await?;
         Ok(())
@@ -239,7 +242,7 @@ impl ContainerRuntime {
     }
 
     async fn kill_request(&self, id: &str, signal: &str, all: bool) -> Result<()> {
-        let request = self.client.short(pb::KillContainerRequest {
+        let request = self.client.with_deadline(pb::KillContainerRequest {
             id: id.into(),
             signal: signal.into(),
             all,
@@ -252,7 +255,7 @@ impl ContainerRuntime {
     pub async fn pause(&self, id: &str) -> Result<()> {
         let request = self
             .client
-            .short(pb::PauseContainerRequest { id: id.into() });
+            .with_deadline(pb::PauseContainerRequest { id: id.into() });
         self.client.containers().pause(request).await?;
         Ok(())
     }
@@ -261,7 +264,7 @@ impl ContainerRuntime {
     pub async fn resume(&self, id: &str) -> Result<()> {
         let request = self
             .client
-            .short(pb::ResumeContainerRequest { id: id.into() });
+            .with_deadline(pb::ResumeContainerRequest { id: id.into() });
         self.client.containers().resume(request).await?;
         Ok(())
     }
@@ -280,7 +283,7 @@ impl ContainerRuntime {
     /// # Ok(()) }
     /// ```
     pub async fn delete_with(&self, id: &str, force: bool) -> Result<()> {
-        let request = self.client.short(pb::DeleteContainerRequest {
+        let request = self.client.with_deadline(pb::DeleteContainerRequest {
             id: id.into(),
             force,
         });
@@ -305,8 +308,12 @@ impl ContainerRuntime {
     /// # Ok(()) }
     /// ```
     pub async fn list_with(&self, filter: ListFilter) -> Result<Vec<ContainerInfo>> {
-        let request = self.client.short(pb::ListContainersRequest {
-            statuses: filter.statuses.into_proto(),
+        let request = self.client.with_deadline(pb::ListContainersRequest {
+            statuses: filter
+                .statuses
+                .into_iter()
+                .map(|s| pb::ContainerStatus::from(s) as i32)
+                .collect(),
             labels: filter.labels.into_iter().collect(),
             agent: filter.agent.unwrap_or_default(),
         });
@@ -321,7 +328,7 @@ impl ContainerRuntime {
         while let Some(batch) = batches.message().await? {
             containers.extend(batch.containers);
         }
-        Ok(containers.into_sdk())
+        Ok(convert::all(containers)?)
     }
 
     /// Everything known about a container, with its OCI runtime spec
@@ -329,14 +336,14 @@ impl ContainerRuntime {
     pub async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
         let request = self
             .client
-            .short(pb::InspectContainerRequest { id: id.into() });
+            .with_deadline(pb::InspectContainerRequest { id: id.into() });
         let response = self
             .client
             .containers()
             .inspect(request)
             .await?
             .into_inner();
-        let mut info = convert::container(response.container)?;
+        let mut info: ContainerInfo = convert::required(response.container, "container")?;
         info.oci_spec_json = Some(response.oci_spec_json).filter(|s| !s.is_empty());
         Ok(info)
     }
@@ -359,8 +366,7 @@ impl ContainerRuntime {
             .await?
             .into_inner()
             .exit;
-        exit.map(IntoSdk::into_sdk)
-            .ok_or_else(|| Error::Internal(format!("the wait of {id} returned no exit status")))
+        Ok(convert::required(exit, "exit")?)
     }
 
     /// Changes a container's limits; `None` fields stay as they are.
@@ -372,12 +378,15 @@ impl ContainerRuntime {
     /// # Ok(()) }
     /// ```
     pub async fn update(&self, id: &str, resources: ResourceLimits) -> Result<ContainerInfo> {
-        let request = self.client.short(pb::UpdateContainerRequest {
+        let request = self.client.with_deadline(pb::UpdateContainerRequest {
             id: id.into(),
-            resources: Some(resources.into_proto()),
+            resources: Some(resources.into()),
         });
         let response = self.client.containers().update(request).await?;
-        convert::container(response.into_inner().container)
+        Ok(convert::required(
+            response.into_inner().container,
+            "container",
+        )?)
     }
 
     /// Runs `command` in a running container to completion and returns its
@@ -417,8 +426,8 @@ impl ContainerRuntime {
         }
         let request = pb::ExecSyncRequest {
             container_id: id.into(),
-            process: Some(convert::process_spec(&options)),
-            timeout: options.timeout.into_proto(),
+            process: Some((&options).into()),
+            timeout: options.timeout.map(wire_duration),
             max_output_bytes: 0,
             stdin: options.input,
         };
@@ -443,9 +452,9 @@ impl ContainerRuntime {
             request: Some(pb::exec_request::Request::Start(pb::ExecStart {
                 container_id: id.into(),
                 exec_id: options.exec_id.clone().unwrap_or_default(),
-                process: Some(convert::process_spec(&options)),
+                process: Some((&options).into()),
                 stdin: options.stdin,
-                terminal_size: options.terminal_size.into_proto(),
+                terminal_size: options.terminal_size.map(Into::into),
             })),
         };
         requests
@@ -473,19 +482,16 @@ impl ContainerRuntime {
 
     /// A container's health, as its health check last decided.
     pub async fn health(&self, id: &str) -> Result<ContainerHealth> {
-        let request = self.client.short(pb::GetHealthRequest {
+        let request = self.client.with_deadline(pb::GetHealthRequest {
             container_id: id.into(),
         });
         let health = self.client.health().get_health(request).await?.into_inner();
-        health
-            .health
-            .map(IntoSdk::into_sdk)
-            .ok_or_else(|| Error::Internal(format!("the health of {id} is missing")))
+        Ok(convert::required(health.health, "health")?)
     }
 
     /// A running or paused container's resource usage now.
     pub async fn metrics(&self, id: &str) -> Result<ContainerMetrics> {
-        let request = self.client.short(pb::GetMetricsRequest {
+        let request = self.client.with_deadline(pb::GetMetricsRequest {
             container_id: id.into(),
         });
         let metrics = self
@@ -494,10 +500,7 @@ impl ContainerRuntime {
             .get_metrics(request)
             .await?
             .into_inner();
-        metrics
-            .metrics
-            .map(IntoSdk::into_sdk)
-            .ok_or_else(|| Error::Internal(format!("the metrics of {id} are missing")))
+        Ok(convert::required(metrics.metrics, "metrics")?)
     }
 
     /// The resource usage of every running and paused container.
@@ -510,9 +513,9 @@ impl ContainerRuntime {
     /// # Ok(()) }
     /// ```
     pub async fn all_metrics(&self) -> Result<Vec<ContainerMetrics>> {
-        let request = self.client.short(pb::ListMetricsRequest::default());
+        let request = self.client.with_deadline(pb::ListMetricsRequest::default());
         let response = self.client.metrics().list_metrics(request).await?;
-        Ok(response.into_inner().metrics.into_sdk())
+        Ok(convert::all(response.into_inner().metrics)?)
     }
 
     /// Snapshots of the given containers (all running and paused ones when
@@ -535,15 +538,12 @@ impl ContainerRuntime {
         let request = pb::StreamMetricsRequest {
             container_ids: ids.to_vec(),
             labels: Default::default(),
-            interval: Some(interval.into_proto()),
+            interval: Some(wire_duration(interval)),
         };
         let stream = self.client.metrics().stream_metrics(request).await?;
-        Ok(Box::pin(
-            stream
-                .into_inner()
-                .map_err(Error::from)
-                .map_ok(|tick| tick.metrics.into_sdk()),
-        ))
+        Ok(Box::pin(stream.into_inner().map_err(Error::from).and_then(
+            |tick| async move { Ok(convert::all(tick.metrics)?) },
+        )))
     }
 
     /// A container's output, collected: all of it, or what `options`
@@ -589,14 +589,20 @@ impl ContainerRuntime {
     /// # Ok(()) }
     /// ```
     pub async fn logs_stream(&self, id: &str, options: LogOptions) -> Result<LogStream> {
-        let request = convert::logs_request(id, options);
+        let request = pb::LogsRequest {
+            container_id: id.into(),
+            ..options.into()
+        };
         let stream = self.client.logs().logs(request).await?.into_inner();
         Ok(Box::pin(
             stream
                 .map_err(Error::from)
                 .map_ok(|batch| {
                     futures::stream::iter(
-                        batch.entries.into_iter().map(|entry| Ok(entry.into_sdk())),
+                        batch
+                            .entries
+                            .into_iter()
+                            .map(|entry| Ok(LogChunk::try_from(entry)?)),
                     )
                 })
                 .try_flatten(),
@@ -654,17 +660,17 @@ impl ContainerRuntime {
         let stream = self
             .client
             .events()
-            .subscribe(filter.into_proto())
+            .subscribe(pb::SubscribeEventsRequest::from(filter))
             .await?
             .into_inner();
-        Ok(Box::pin(
-            stream.map_err(Error::from).map_ok(IntoSdk::into_sdk),
-        ))
+        Ok(Box::pin(stream.map_err(Error::from).and_then(
+            |event| async move { Ok(ContainerEvent::try_from(event)?) },
+        )))
     }
 
     /// Deletes every stopped container; returns their ids.
     pub async fn cleanup_stopped(&self) -> Result<Vec<String>> {
-        let request = self.client.short(pb::CleanupStoppedRequest {
+        let request = self.client.with_deadline(pb::CleanupStoppedRequest {
             agent: self.client.agent(),
         });
         let response = self.client.system().cleanup_stopped(request).await?;
@@ -674,11 +680,16 @@ impl ContainerRuntime {
     /// What is left over that no container owns: runtime state, cgroups,
     /// mounts, records whose processes are gone.
     pub async fn list_orphaned(&self) -> Result<Vec<Orphan>> {
-        let request = self.client.short(pb::ListOrphanedRequest {
+        let request = self.client.with_deadline(pb::ListOrphanedRequest {
             agent: self.client.agent(),
         });
         let response = self.client.system().list_orphaned(request).await?;
-        Ok(response.into_inner().orphans.into_sdk())
+        Ok(response
+            .into_inner()
+            .orphans
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Kills and removes whatever is left of a container; returns what was
@@ -692,7 +703,12 @@ impl ContainerRuntime {
     pub async fn force_delete(&self, id: &str) -> Result<Vec<Orphan>> {
         let request = pb::ForceDeleteRequest { id: id.into() };
         let response = self.client.system().force_delete(request).await?;
-        Ok(response.into_inner().removed.into_sdk())
+        Ok(response
+            .into_inner()
+            .removed
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Reconciles the agents' records with the runtime's state now.
@@ -704,7 +720,7 @@ impl ContainerRuntime {
         Ok(RecoverReport {
             adopted: response.adopted_ids,
             exited: response.exited_ids,
-            orphans: response.orphans.into_sdk(),
+            orphans: response.orphans.into_iter().map(Into::into).collect(),
         })
     }
 
@@ -728,7 +744,7 @@ impl ContainerRuntime {
     pub async fn shutdown_with(&self, options: ShutdownOptions) -> Result<Vec<String>> {
         let request = pb::ShutdownRequest {
             stop_containers: options.stop_containers,
-            timeout: options.timeout.into_proto(),
+            timeout: options.timeout.map(wire_duration),
             agent: options.agent.unwrap_or_default(),
         };
         let response = self.client.system().shutdown(request).await?;
@@ -737,25 +753,25 @@ impl ContainerRuntime {
 
     /// The version of the server answering.
     pub async fn version(&self) -> Result<Version> {
-        let request = self.client.short(pb::VersionRequest {});
+        let request = self.client.with_deadline(pb::VersionRequest {});
         Ok(self
             .client
             .system()
             .version(request)
             .await?
             .into_inner()
-            .into_sdk())
+            .into())
     }
 
     /// The state of the runtime and its agents.
     pub async fn info(&self) -> Result<Info> {
-        let request = self.client.short(pb::InfoRequest {});
+        let request = self.client.with_deadline(pb::InfoRequest {});
         Ok(self
             .client
             .system()
             .info(request)
             .await?
             .into_inner()
-            .into_sdk())
+            .try_into()?)
     }
 }

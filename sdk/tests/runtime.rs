@@ -32,7 +32,7 @@ impl Fixture {
     fn config(&self, id: &str, script: &str) -> ContainerConfig {
         ContainerConfig {
             id: id.into(),
-            rootfs: self.rootfs.path(),
+            root: RootSource::Rootfs(self.rootfs.path()),
             command: vec!["sh".into(), "-c".into(), script.into()],
             ..Default::default()
         }
@@ -191,7 +191,10 @@ async fn exec_returns_output_and_exit_code() {
     assert_eq!((exit.exit_code, &stdout[..]), (5, &b"got hello\n"[..]));
     assert!(session.next().await.is_none());
 
-    // A tty: stdout and stderr merged, and the size given.
+    // A tty: stdout and stderr merged, and the size given. libcrun sets
+    // that size from its side once the process runs, so the process may
+    // see 0x0 at first (then SIGWINCH): ask until it is there.
+    let ask = "for i in $(seq 50); do s=$(stty size 2>&1); [ \"$s\" = '33 101' ] && break; sleep 0.1; done; echo $s";
     let session = rt
         .exec_interactive(
             &id,
@@ -201,7 +204,7 @@ async fn exec_returns_output_and_exit_code() {
                     rows: 33,
                     cols: 101,
                 }),
-                ..ExecOptions::new(["stty", "size"])
+                ..ExecOptions::new(["sh", "-c", ask])
             },
         )
         .await
@@ -370,10 +373,10 @@ async fn a_health_check_turns_healthy_or_unhealthy() {
     let rt = &f.runtime;
     let check = |script: &str| HealthCheck {
         command: vec!["sh".into(), "-c".into(), script.into()],
-        interval: Duration::from_millis(200),
-        timeout: Duration::from_secs(5),
-        retries: 1,
-        start_period: Duration::ZERO,
+        interval: Some(Duration::from_millis(200)),
+        timeout: Some(Duration::from_secs(5)),
+        retries: Some(1),
+        start_period: None,
     };
     let mut good = f.config("good", "touch /tmp/ready; sleep 600");
     good.health_check = Some(check("test -e /tmp/ready"));

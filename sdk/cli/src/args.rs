@@ -1,8 +1,12 @@
-//! The command line: every command, its options and their help.
+//! The command line: every command, its options and their help, and the
+//! parsers of typed values, so that a bad value is a usage error before
+//! anything runs.
 
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use libcrun_shim::{Mount, NetworkMode, RestartPolicy};
 
 /// crun-shim: run and manage OCI containers through crun-shimd.
 ///
@@ -19,7 +23,7 @@ pub struct Cli {
         short = 'H',
         global = true,
         env = "CRUN_SHIM_HOST",
-        default_value = "unix:///run/libcrun-shim/crun-shimd.sock"
+        default_value = libcrun_shim::DEFAULT_SOCKET
     )]
     pub host: String,
     /// On a daemon with several agents: the agent new containers and pulls go to
@@ -118,6 +122,24 @@ pub struct FormatArg {
     pub format: Format,
 }
 
+/// `--network`: the network a container joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Network {
+    /// Its own network namespace, loopback only.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl From<Network> for NetworkMode {
+    fn from(network: Network) -> NetworkMode {
+        match network {
+            Network::None => NetworkMode::None,
+            Network::Host => NetworkMode::Host,
+        }
+    }
+}
+
 /// How a container is set up, for `create` and `run`.
 #[derive(Debug, Args)]
 pub struct ContainerArgs {
@@ -137,14 +159,14 @@ pub struct ContainerArgs {
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
     /// Bind mount SRC:DST[:ro].
-    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
-    pub volumes: Vec<String>,
-    /// Network: none (loopback only) or host.
-    #[arg(long, value_parser = ["none", "host"], default_value = "none")]
-    pub network: String,
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<Mount>,
+    /// The network the container joins.
+    #[arg(long, value_enum, default_value_t = Network::None)]
+    pub network: Network,
     /// Memory limit (512m, 1g, 1048576).
-    #[arg(short, long, value_name = "SIZE")]
-    pub memory: Option<String>,
+    #[arg(short, long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
     /// CPUs' worth of time (1.5).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -152,8 +174,8 @@ pub struct ContainerArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// Restart policy: no, on-failure[:MAX] or always.
-    #[arg(long, default_value = "no")]
-    pub restart: String,
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = parse_restart)]
+    pub restart: RestartPolicy,
     /// Run the command on a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
@@ -169,18 +191,18 @@ pub struct ContainerArgs {
     /// Health check command, run with `sh -c`.
     #[arg(long, value_name = "CMD")]
     pub health_cmd: Option<String>,
-    /// Time between health checks (30s, 500ms).
-    #[arg(long, value_name = "DURATION")]
-    pub health_interval: Option<String>,
-    /// Time one health check may take.
-    #[arg(long, value_name = "DURATION")]
-    pub health_timeout: Option<String>,
-    /// Consecutive failures that make the container unhealthy.
+    /// Time between health checks (30s, 500ms) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_interval: Option<Duration>,
+    /// Time one health check may take [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: Option<Duration>,
+    /// Consecutive failures that make the container unhealthy [default: 3].
     #[arg(long)]
     pub health_retries: Option<u32>,
     /// Grace period after start during which failures do not count.
-    #[arg(long, value_name = "DURATION")]
-    pub health_start_period: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_start_period: Option<Duration>,
     /// A security option: seccomp=unconfined, seccomp=PROFILE.json (an OCI
     /// or Docker seccomp profile), no-new-privileges[=true|false].
     #[arg(long = "security-opt", value_name = "OPT", value_parser = security_opt)]
@@ -369,11 +391,11 @@ pub struct LogsArgs {
     #[arg(short = 'n', long, value_name = "N")]
     pub tail: Option<u64>,
     /// Only output since TIME (RFC 3339) or for the last DURATION (10m).
-    #[arg(long, value_name = "TIME|DURATION")]
-    pub since: Option<String>,
+    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_time)]
+    pub since: Option<SystemTime>,
     /// Only output before TIME (RFC 3339) or DURATION ago.
-    #[arg(long, value_name = "TIME|DURATION")]
-    pub until: Option<String>,
+    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_time)]
+    pub until: Option<SystemTime>,
     /// Prefix each line with the time it was written.
     #[arg(short, long)]
     pub timestamps: bool,
@@ -476,4 +498,154 @@ pub struct ShutdownArgs {
     /// Shut down this agent instead of the daemon.
     #[arg(long = "only-agent", value_name = "NAME")]
     pub only_agent: Option<String>,
+}
+
+/// A size: a number of bytes with an optional binary unit (`512m`,
+/// `1.5g`, `64MiB`, `1048576`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let shift = match unit.trim() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("{text:?}: unknown size unit")),
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: not a size (512m, 1g, 1048576)"))?;
+    Ok((number * (1u64 << shift) as f64).round() as u64)
+}
+
+/// A duration: `500ms`, `30s`, `1m30s`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?}: not a duration (500ms, 30s): {e}"))
+}
+
+/// A point in time: RFC 3339 (`2024-05-01T10:00:00Z`), or a duration
+/// meaning that long ago (`10m`).
+pub fn parse_time(text: &str) -> Result<SystemTime, String> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time);
+    }
+    let ago = parse_duration(text)
+        .map_err(|_| format!("{text:?}: not a time (2024-05-01T10:00:00Z) or a duration (10m)"))?;
+    SystemTime::now()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("{text:?}: too long ago"))
+}
+
+/// A restart policy: `no`, `on-failure[:MAX]` or `always`.
+pub fn parse_restart(text: &str) -> Result<RestartPolicy, String> {
+    match text.split_once(':') {
+        None if text == "no" => Ok(RestartPolicy::No),
+        None if text == "always" => Ok(RestartPolicy::Always),
+        None if text == "on-failure" => Ok(RestartPolicy::OnFailure { max_retries: 0 }),
+        Some(("on-failure", n)) => n
+            .parse()
+            .map(|max_retries| RestartPolicy::OnFailure { max_retries })
+            .map_err(|_| format!("{text:?}: the count is not a number")),
+        _ => Err(format!("{text:?}: expected no, on-failure[:MAX] or always")),
+    }
+}
+
+/// A bind mount: `SRC:DST`, `SRC:DST:ro` or `SRC:DST:rw`.
+pub fn parse_volume(text: &str) -> Result<Mount, String> {
+    match text.split(':').collect::<Vec<_>>()[..] {
+        [src, dst] | [src, dst, "rw"] => Ok(Mount::bind(src, dst, false)),
+        [src, dst, "ro"] => Ok(Mount::bind(src, dst, true)),
+        _ => Err(format!("{text:?}: expected SRC:DST[:ro]")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn sizes_durations_times_and_policies_parse() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12 parsecs").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+        let ten_minutes_ago = parse_time("10m").unwrap();
+        let elapsed = SystemTime::now().duration_since(ten_minutes_ago).unwrap();
+        assert!(elapsed >= Duration::from_secs(600) && elapsed < Duration::from_secs(660));
+        assert_eq!(
+            parse_time("1970-01-01T00:01:00Z").unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap(),
+            RestartPolicy::OnFailure { max_retries: 3 }
+        );
+        assert_eq!(parse_restart("always").unwrap(), RestartPolicy::Always);
+        for bad in ["sometimes", "on-failure:x", "always:2", ""] {
+            assert!(parse_restart(bad).is_err(), "{bad}");
+        }
+        assert!(parse_volume("/a:/b:ro").unwrap().read_only);
+        assert!(parse_volume("/a").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_at_parse_time() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["crun-shim", "run", "--rootfs", "/r"].iter().chain(args))
+        };
+        for bad in [
+            &["--memory", "lots", "true"][..],
+            &["--network", "bridge", "true"],
+            &["--restart", "sometimes", "true"],
+            &["--health-interval", "soon", "true"],
+            &["-v", "/only-one", "true"],
+        ] {
+            let err = parse(bad).unwrap_err();
+            use clap::error::ErrorKind;
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::ValueValidation | ErrorKind::InvalidValue
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        let ok = parse(&[
+            "--memory",
+            "64m",
+            "--network",
+            "host",
+            "--restart",
+            "on-failure:2",
+            "true",
+        ])
+        .unwrap();
+        let Command::Run(run) = ok.command else {
+            panic!("run");
+        };
+        assert_eq!(run.container.memory, Some(64 << 20));
+        assert_eq!(run.container.network, Network::Host);
+        assert_eq!(
+            run.container.restart,
+            RestartPolicy::OnFailure { max_retries: 2 }
+        );
+        assert!(Cli::try_parse_from(["crun-shim", "logs", "--since", "yesterday", "web"]).is_err());
+        assert_eq!(
+            Cli::try_parse_from(["crun-shim", "ps"]).unwrap().host,
+            libcrun_shim::DEFAULT_SOCKET
+        );
+    }
 }

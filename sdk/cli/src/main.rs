@@ -10,7 +10,12 @@ use clap::{CommandFactory, Parser};
 use crate::args::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => std::process::exit(commands::report(&commands::CliError::from(e))),
+    };
     let code = match cli.command {
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -284,9 +284,18 @@ fn errors_are_one_line_and_a_non_zero_exit() {
             &["create", "bad/id", "--rootfs", "/", "true"][..],
             "crun-shim: invalid argument: ",
         ),
+        // Bad values are usage errors before anything runs.
         (
             &["run", "--memory", "lots", "--rootfs", "/", "true"][..],
-            "crun-shim: \"lots\"",
+            "crun-shim: invalid value 'lots' for '--memory <SIZE>'",
+        ),
+        (
+            &["run", "--restart", "sometimes", "--rootfs", "/", "true"][..],
+            "crun-shim: invalid value 'sometimes' for '--restart <POLICY>'",
+        ),
+        (
+            &["stop"][..],
+            "crun-shim: the following required arguments were not provided",
         ),
     ] {
         let output = e.run(args);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use integration::registry::{Compression, Registry, TestImage, tar_of_dir};
-use libcrun_shim::ContainerConfig;
+use libcrun_shim::{ContainerConfig, RootSource};
 
 use super::{Setup, timed};
 use crate::anchors::{containerd::Containerd, podman::Podman, run};
@@ -115,7 +115,7 @@ pub async fn measure(
         ours.runtime
             .create(ContainerConfig {
                 id: id.clone(),
-                image: Some(reference.clone()),
+                root: RootSource::Image(reference.clone()),
                 ..Default::default()
             })
             .await?;

@@ -11,7 +11,7 @@ pub mod throughput;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use libcrun_shim::{ContainerConfig, ContainerRuntime};
+use libcrun_shim::{ContainerConfig, ContainerRuntime, RootSource};
 
 use crate::report::Scenario;
 
@@ -32,7 +32,7 @@ pub type Outcome = Result<Scenario, Box<dyn std::error::Error>>;
 pub fn config(rootfs: &Path, id: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {
         id: id.to_string(),
-        rootfs: rootfs.to_path_buf(),
+        root: RootSource::Rootfs(rootfs.to_path_buf()),
         command: command.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }

@@ -7,11 +7,10 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use libcrun_shim::{
     ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus, HealthCheck, HealthStatus,
-    ListFilter, LogOptions, Mount, NetworkMode, OutputStream, ResourceLimits, RestartPolicy,
-    SeccompProfile,
+    ListFilter, LogOptions, OutputStream, ResourceLimits, RootSource, SeccompProfile,
 };
 
-use super::{CliError, Result, key_value, key_values, parse_duration, parse_size};
+use super::{CliError, Result, key_value, key_values};
 use crate::args::{ContainerArgs, CreateArgs, Format, PsArgs, RunArgs, SecurityOpt, StopArgs};
 use crate::output::{Table, ago, duration, print_json, truncate};
 
@@ -61,62 +60,30 @@ where
 /// The configuration of a container from the command line.
 fn config(
     id: String,
-    root: (Option<std::path::PathBuf>, Option<String>),
+    root: RootSource,
     args: ContainerArgs,
     command: Vec<String>,
 ) -> Result<ContainerConfig> {
-    let restart_policy = match args.restart.split_once(':') {
-        _ if args.restart == "no" => RestartPolicy::No,
-        _ if args.restart == "always" => RestartPolicy::Always,
-        None if args.restart == "on-failure" => RestartPolicy::OnFailure { max_retries: 0 },
-        Some(("on-failure", n)) => RestartPolicy::OnFailure {
-            max_retries: n
-                .parse()
-                .map_err(|_| CliError::Usage(format!("--restart {}: bad count", args.restart)))?,
-        },
-        _ => {
-            return Err(CliError::Usage(format!(
-                "--restart {}: expected no, on-failure[:MAX] or always",
-                args.restart
-            )));
-        }
-    };
     let mut resources = ResourceLimits {
-        memory: args.memory.as_deref().map(parse_size).transpose()?,
+        memory: args.memory,
         pids: args.pids_limit,
         ..Default::default()
     };
     if let Some(cpus) = args.cpus {
         resources = resources.with_cpus(cpus);
     }
-    let health_check = match args.health_cmd {
-        Some(cmd) => {
-            let default = HealthCheck::default();
-            let duration_or = |text: &Option<String>, default| {
-                text.as_deref().map_or(Ok(default), parse_duration)
-            };
-            Some(HealthCheck {
-                command: vec!["sh".into(), "-c".into(), cmd],
-                interval: duration_or(&args.health_interval, default.interval)?,
-                timeout: duration_or(&args.health_timeout, default.timeout)?,
-                retries: args.health_retries.unwrap_or(default.retries),
-                start_period: duration_or(&args.health_start_period, default.start_period)?,
-            })
-        }
-        None => None,
-    };
-    let mounts = args
-        .volumes
-        .iter()
-        .map(|v| match v.split(':').collect::<Vec<_>>()[..] {
-            [src, dst] => Ok(Mount::bind(src, dst, false)),
-            [src, dst, "ro"] => Ok(Mount::bind(src, dst, true)),
-            [src, dst, "rw"] => Ok(Mount::bind(src, dst, false)),
-            _ => Err(CliError::Usage(format!("-v {v}: expected SRC:DST[:ro]"))),
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let health_check = args.health_cmd.map(|cmd| HealthCheck {
+        command: vec!["sh".into(), "-c".into(), cmd],
+        interval: args.health_interval,
+        timeout: args.health_timeout,
+        retries: args.health_retries,
+        start_period: args.health_start_period,
+    });
     // The daemon resolves no relative path: make it absolute here.
-    let rootfs = root.0.map(std::path::absolute).transpose()?;
+    let root = match root {
+        RootSource::Rootfs(path) => RootSource::Rootfs(std::path::absolute(path)?),
+        image => image,
+    };
     let mut seccomp = SeccompProfile::Default;
     let mut no_new_privileges = None;
     for option in args.security_opts {
@@ -127,22 +94,17 @@ fn config(
     }
     Ok(ContainerConfig {
         id,
-        rootfs: rootfs.unwrap_or_default(),
-        image: root.1,
+        root,
         command,
         env: args.env,
         working_dir: args.workdir.unwrap_or_default(),
         user: args.user,
         hostname: args.hostname,
-        mounts,
-        network: if args.network == "host" {
-            NetworkMode::Host
-        } else {
-            NetworkMode::None
-        },
+        mounts: args.volumes,
+        network: args.network.into(),
         resources,
         labels: key_values(&args.labels),
-        restart_policy,
+        restart_policy: args.restart,
         health_check,
         terminal: args.tty,
         read_only_rootfs: args.read_only,
@@ -158,7 +120,16 @@ fn config(
 
 /// `create`: prints the new container's id.
 pub async fn create(rt: &ContainerRuntime, a: CreateArgs) -> Result {
-    let config = config(a.id, (a.rootfs, a.image), a.container, a.command)?;
+    let root = match (a.rootfs, a.image) {
+        (Some(path), None) => RootSource::Rootfs(path),
+        (None, Some(image)) => RootSource::Image(image),
+        _ => {
+            return Err(CliError::Usage(
+                "create needs one of --rootfs DIR and --image REF".into(),
+            ));
+        }
+    };
+    let config = config(a.id, root, a.container, a.command)?;
     println!("{}", rt.create(config).await?);
     Ok(0)
 }
@@ -177,13 +148,13 @@ fn generated_id() -> String {
 /// and exit with its exit code (or print its id with `-d`).
 pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
     let (root, command) = match a.rootfs {
-        Some(rootfs) => ((Some(rootfs), None), a.args),
+        Some(rootfs) => (RootSource::Rootfs(rootfs), a.args),
         None => {
             let mut args = a.args.into_iter();
             let image = args
                 .next()
                 .ok_or_else(|| CliError::Usage("run needs an IMAGE or --rootfs DIR".into()))?;
-            ((None, Some(image)), args.collect())
+            (RootSource::Image(image), args.collect())
         }
     };
     let id = a.name.unwrap_or_else(generated_id);
@@ -323,11 +294,7 @@ pub async fn ps(rt: &ContainerRuntime, a: PsArgs) -> Result {
     }
     let mut table = Table::new(&headers);
     for c in &containers {
-        let image = c
-            .config
-            .image
-            .clone()
-            .unwrap_or_else(|| c.config.rootfs.display().to_string());
+        let image = c.config.root.to_string();
         let command: Vec<String> = c
             .config
             .command

@@ -3,8 +3,8 @@
 use futures::StreamExt;
 use libcrun_shim::{ContainerRuntime, LogOptions, OutputStream};
 
+use super::Result;
 use super::containers::write_all;
-use super::{Result, parse_time};
 use crate::args::LogsArgs;
 use crate::output::timestamp;
 
@@ -13,8 +13,8 @@ pub async fn logs(rt: &ContainerRuntime, a: LogsArgs) -> Result {
     let options = LogOptions {
         follow: a.follow,
         tail: a.tail,
-        since: a.since.as_deref().map(parse_time).transpose()?,
-        until: a.until.as_deref().map(parse_time).transpose()?,
+        since: a.since,
+        until: a.until,
         timestamps: a.timestamps,
         stream: None,
     };

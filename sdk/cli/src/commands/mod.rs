@@ -8,7 +8,6 @@ mod monitor;
 mod system;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
 
 use libcrun_shim::{ContainerRuntime, RuntimeConfig};
 
@@ -24,12 +23,29 @@ pub enum CliError {
     /// The SDK's error.
     #[error(transparent)]
     Sdk(#[from] libcrun_shim::Error),
-    /// A value on the command line is wrong.
+    /// The command line is wrong.
     #[error("{0}")]
     Usage(String),
     /// Local input or output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<clap::Error> for CliError {
+    /// A usage error, as one line: what is wrong, without clap's usage
+    /// summary (`--help` has it).
+    fn from(e: clap::Error) -> CliError {
+        let text = e.render().to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        let what = text
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        CliError::Usage(format!("{what} (see --help)"))
+    }
 }
 
 impl From<serde_json::Error> for CliError {
@@ -117,74 +133,4 @@ pub fn key_value(text: &str) -> (String, String) {
 /// `KEY=VALUE` arguments into a map.
 pub fn key_values(texts: &[String]) -> BTreeMap<String, String> {
     texts.iter().map(|t| key_value(t)).collect()
-}
-
-/// A size: a number of bytes with an optional binary unit (`512m`,
-/// `1.5g`, `64MiB`, `1048576`).
-pub fn parse_size(text: &str) -> Result<u64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (number, unit) = lower.split_at(split);
-    let shift = match unit.trim() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(CliError::Usage(format!("{text:?}: unknown size unit"))),
-    };
-    let number: f64 = number
-        .parse()
-        .map_err(|_| CliError::Usage(format!("{text:?}: not a size (512m, 1g, 1048576)")))?;
-    Ok((number * (1u64 << shift) as f64).round() as u64)
-}
-
-/// A duration: `500ms`, `30s`, `1m30s`, or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|e| CliError::Usage(format!("{text:?}: {e}")));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| CliError::Usage(format!("{text:?}: not a duration (500ms, 30s): {e}")))
-}
-
-/// A point in time: RFC 3339 (`2024-05-01T10:00:00Z`), or a duration
-/// meaning that long ago (`10m`).
-pub fn parse_time(text: &str) -> Result<SystemTime> {
-    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
-        return Ok(time);
-    }
-    let ago = parse_duration(text).map_err(|_| {
-        CliError::Usage(format!(
-            "{text:?}: not a time (2024-05-01T10:00:00Z) or a duration (10m)"
-        ))
-    })?;
-    Ok(SystemTime::now() - ago)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_durations_and_times_parse() {
-        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("12 parsecs").is_err());
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("soon").is_err());
-        let ten_minutes_ago = parse_time("10m").unwrap();
-        let elapsed = SystemTime::now().duration_since(ten_minutes_ago).unwrap();
-        assert!(elapsed >= Duration::from_secs(600) && elapsed < Duration::from_secs(660));
-        assert_eq!(
-            parse_time("1970-01-01T00:01:00Z").unwrap(),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(60)
-        );
-        assert_eq!(key_value("a=b=c"), ("a".into(), "b=c".into()));
-    }
 }
