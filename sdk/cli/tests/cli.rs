@@ -540,5 +540,14 @@ fn seccomp_by_default_unconfined_or_custom() {
         "seccomp=/nonexistent.json",
         "true",
     ]);
-    assert_eq!(bad.status.code(), Some(2), "a usage error");
+    // A usage error, refused before anything runs: one line, status 125
+    // like every error of the CLI.
+    let stderr = text(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "crun-shim: invalid value 'seccomp=/nonexistent.json' for '--security-opt <OPT>'"
+        ),
+        "{stderr}"
+    );
 }
