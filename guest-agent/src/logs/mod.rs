@@ -10,15 +10,16 @@
 //! an RFC 3339 UTC timestamp with nanoseconds, the stream, `F` for a full
 //! line (its newline ended it) or `P` for a partial piece (no newline yet,
 //! or a piece of a long line), the raw bytes, then `\n`. The current file is
-//! [`CURRENT_FILE`]; it is rotated by size to `container.log.1` (the newest
-//! rotated one), `container.log.2`... The agent reads them back with
-//! [`read`].
+//! [`CURRENT_FILE`]; it is rotated by size to `container.log.N`, N the
+//! rotation's sequence number (the higher, the newer), and the oldest file
+//! beyond the kept number is deleted: a rotation is one rename and at most
+//! one deletion, whatever the number of files kept. The agent reads them
+//! back with [`read`].
 
 mod format;
 mod reader;
 mod writer;
 
-use std::cmp::Reverse;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -31,8 +32,8 @@ pub use format::format_time;
 pub use reader::{LogQuery, read};
 pub use writer::LogWriter;
 
-/// The name of the file being written; rotated ones add `.1` (newest),
-/// `.2`...
+/// The name of the file being written; rotated ones add `.N`, N their
+/// rotation's sequence number.
 pub const CURRENT_FILE: &str = "container.log";
 
 /// An output stream of a container.
@@ -82,14 +83,14 @@ fn list(dir: &Path) -> io::Result<Vec<LogFile>> {
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let Some(age) = age(entry.file_name().as_bytes()) else {
+        let Some(rank) = rank(entry.file_name().as_bytes()) else {
             continue;
         };
         // A file rotated out meanwhile is not listed.
         match entry.metadata() {
             Ok(meta) if !meta.is_file() => {}
             Ok(meta) => files.push((
-                age,
+                rank,
                 LogFile {
                     path: entry.path(),
                     ino: meta.ino(),
@@ -99,23 +100,27 @@ fn list(dir: &Path) -> io::Result<Vec<LogFile>> {
             Err(e) => return Err(e),
         }
     }
-    files.sort_unstable_by_key(|&(age, _)| Reverse(age));
+    files.sort_unstable_by_key(|&(rank, _)| rank);
     Ok(files.into_iter().map(|(_, file)| file).collect())
 }
 
-/// How many rotations old the log file `name` is (0 for the current one);
-/// `None` for other files.
-fn age(name: &[u8]) -> Option<u32> {
+/// Where the log file `name` comes in time: the rotation sequence number of
+/// a rotated file, `u64::MAX` for the current one; `None` for other files.
+fn rank(name: &[u8]) -> Option<u64> {
     let suffix = name.strip_prefix(CURRENT_FILE.as_bytes())?;
     if suffix.is_empty() {
-        return Some(0);
+        return Some(u64::MAX);
     }
     let digits = suffix.strip_prefix(b".")?;
     // Plain numbers only: not "01" nor "+1".
     if digits.first() == Some(&b'0') || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    std::str::from_utf8(digits)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|n| *n != u64::MAX)
 }
 
 #[cfg(test)]
@@ -123,10 +128,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages() {
-        assert_eq!(age(b"container.log"), Some(0));
-        assert_eq!(age(b"container.log.1"), Some(1));
-        assert_eq!(age(b"container.log.12"), Some(12));
+    fn ranks() {
+        assert_eq!(rank(b"container.log"), Some(u64::MAX));
+        assert_eq!(rank(b"container.log.1"), Some(1));
+        assert_eq!(rank(b"container.log.12"), Some(12));
         for name in [
             "container.log.",
             "container.log.0",
@@ -134,10 +139,10 @@ mod tests {
             "container.log.+1",
             "container.log.1x",
             "container.logs",
-            "container.log.99999999999",
+            "container.log.99999999999999999999",
             "other",
         ] {
-            assert_eq!(age(name.as_bytes()), None, "{name}");
+            assert_eq!(rank(name.as_bytes()), None, "{name}");
         }
     }
 
@@ -161,9 +166,9 @@ mod tests {
         assert_eq!(
             names,
             [
-                "container.log.10",
-                "container.log.2",
                 "container.log.1",
+                "container.log.2",
+                "container.log.10",
                 "container.log"
             ]
         );

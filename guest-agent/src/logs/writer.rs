@@ -1,8 +1,10 @@
 //! Writing log files, with size-based rotation. Synchronous: it runs in the
 //! single-threaded monitor process.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,8 +25,11 @@ pub struct LogWriter {
     out: BufWriter<File>,
     /// Size of the current file, buffered bytes included.
     size: u64,
-    /// Rotated files there are, at most `max_files - 1`.
-    rotated: u32,
+    /// The sequence numbers of the rotated files there are, oldest first;
+    /// at most `max_files - 1`.
+    rotated: VecDeque<u64>,
+    /// The sequence number of the next rotated file.
+    next: u64,
 }
 
 impl LogWriter {
@@ -32,16 +37,20 @@ impl LogWriter {
     pub fn open(dir: &Path, config: LogConfig) -> io::Result<LogWriter> {
         let file = open_current(dir)?;
         let size = file.metadata()?.len();
+        let rotated: VecDeque<u64> = super::list(dir)?
+            .iter()
+            .filter_map(|f| super::rank(f.path.file_name()?.as_bytes()))
+            .filter(|rank| *rank != u64::MAX)
+            .collect();
         let mut writer = LogWriter {
             dir: dir.to_owned(),
             config,
             out: BufWriter::with_capacity(BUFFER, file),
             size,
-            rotated: 0,
+            next: rotated.back().map_or(1, |last| last + 1),
+            rotated,
         };
-        while writer.rotated < writer.kept() && writer.rotated_path(writer.rotated + 1).exists() {
-            writer.rotated += 1;
-        }
+        writer.delete_beyond_kept()?;
         Ok(writer)
     }
 
@@ -82,23 +91,19 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Shifts the rotated files, the current one becoming `.1` and the
-    /// oldest deleted, and starts a new current file.
+    /// Renames the current file to the next sequence number, deletes the
+    /// oldest rotated file beyond the kept number, and starts a new current
+    /// file: one rename and at most one deletion.
     fn rotate(&mut self) -> io::Result<()> {
         self.out.flush()?;
         let current = self.dir.join(CURRENT_FILE);
         if self.kept() == 0 {
             fs::remove_file(&current)?;
         } else {
-            if self.rotated == self.kept() {
-                ignore_missing(fs::remove_file(self.rotated_path(self.rotated)))?;
-            } else {
-                self.rotated += 1;
-            }
-            for n in (1..self.rotated).rev() {
-                ignore_missing(fs::rename(self.rotated_path(n), self.rotated_path(n + 1)))?;
-            }
-            fs::rename(&current, self.rotated_path(1))?;
+            fs::rename(&current, self.rotated_path(self.next))?;
+            self.rotated.push_back(self.next);
+            self.next += 1;
+            self.delete_beyond_kept()?;
         }
         // The buffer is empty: only the file changes.
         *self.out.get_mut() = open_current(&self.dir)?;
@@ -106,12 +111,22 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Rotated files kept, at most.
-    fn kept(&self) -> u32 {
-        self.config.max_files.saturating_sub(1)
+    /// Deletes the oldest rotated files beyond the kept number.
+    fn delete_beyond_kept(&mut self) -> io::Result<()> {
+        while self.rotated.len() > self.kept() {
+            if let Some(oldest) = self.rotated.pop_front() {
+                ignore_missing(fs::remove_file(self.rotated_path(oldest)))?;
+            }
+        }
+        Ok(())
     }
 
-    fn rotated_path(&self, n: u32) -> PathBuf {
+    /// Rotated files kept, at most.
+    fn kept(&self) -> usize {
+        self.config.max_files.saturating_sub(1) as usize
+    }
+
+    fn rotated_path(&self, n: u64) -> PathBuf {
         self.dir.join(format!("{CURRENT_FILE}.{n}"))
     }
 }
@@ -236,7 +251,7 @@ mod tests {
         let files = log_files(dir.path()).unwrap();
         assert_eq!(
             files,
-            ["container.log.2", "container.log.1", "container.log"].map(|n| dir.path().join(n))
+            ["container.log.3", "container.log.4", "container.log"].map(|n| dir.path().join(n))
         );
         let sizes: Vec<_> = files
             .iter()
@@ -252,7 +267,7 @@ mod tests {
         assert_eq!(data, expected);
 
         // Reopened, it goes on with the files there: lines 84..105 fill the
-        // current file, rotated before line 105.
+        // current file, rotated before line 105 to `.5`, and `.3` goes.
         drop(writer);
         let mut writer = LogWriter::open(dir.path(), config(1010, 3)).unwrap();
         for i in 90..106 {
@@ -261,7 +276,11 @@ mod tests {
                 .unwrap();
         }
         writer.flush().unwrap();
-        assert_eq!(log_files(dir.path()).unwrap(), files);
+        let files = log_files(dir.path()).unwrap();
+        assert_eq!(
+            files,
+            ["container.log.4", "container.log.5", "container.log"].map(|n| dir.path().join(n))
+        );
         let data: Vec<_> = files
             .iter()
             .flat_map(|f| entries(f))
