@@ -10,8 +10,11 @@ pub const MAX_ID_LEN: usize = 128;
 /// could escape one (`/`, `..`, NUL) is refused by construction.
 pub fn validate(kind: &str, id: &str) -> Result<()> {
     let bad = |why: &str| {
+        // A hostile id is not repeated in full.
+        let shown: String = id.chars().take(MAX_ID_LEN).collect();
+        let more = if shown.len() < id.len() { "..." } else { "" };
         Err(Error::InvalidArgument(format!(
-            "invalid {kind} id {id:?}: {why}"
+            "invalid {kind} id {shown:?}{more}: {why}"
         )))
     };
     if id.is_empty() {

@@ -65,6 +65,21 @@ impl ProcessRef {
     }
 }
 
+/// The live processes whose working directory is `dir`: the monitors of a
+/// container work in its directory.
+pub fn working_in(dir: &std::path::Path) -> Vec<ProcessRef> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .filter_map(ProcessRef::of)
+        .filter(ProcessRef::is_alive)
+        .collect()
+}
+
 /// Reaps `pid` if it is an exited child of this process (so it does not
 /// linger as a zombie); does nothing otherwise.
 pub fn reap(pid: i32) {

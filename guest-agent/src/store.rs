@@ -8,6 +8,7 @@
 //!     exit.json                 how the current run ended (written by the monitor)
 //!     monitor.log               the monitor's own diagnostics
 //!     logs/                     the container's stdout and stderr (CRI format, rotated)
+//!     execs/EXEC_ID.json        an exec process started and not yet reported ended
 //! ROOT/exec/                    process specs and console sockets of exec processes
 //! ROOT/agent.lock               held (flock) by the one agent serving this root
 //! ```
@@ -98,6 +99,8 @@ pub const EXIT_FILE: &str = "exit.json";
 pub const MONITOR_LOG: &str = "monitor.log";
 /// The log directory.
 pub const LOGS_DIR: &str = "logs";
+/// The notes of started exec processes (see [`Store::note_exec`]).
+pub const EXECS_DIR: &str = "execs";
 /// The lock the agent serving a root holds (in the root).
 pub const LOCK_FILE: &str = "agent.lock";
 
@@ -251,6 +254,46 @@ impl Store {
     pub fn load_exit(&self, id: &str) -> Result<Option<ExitRecord>> {
         let path = self.container_dir(id).join(EXIT_FILE);
         read_json(&path).context(|| format!("reading {}", path.display()))
+    }
+
+    /// Notes that exec `exec_id` of container `id` started, as `process`,
+    /// before its start is announced; [`Store::forget_exec`] removes the
+    /// note once its exit is. An agent killed in between finds the note
+    /// when it starts again and reports the exit as unknown: every started
+    /// exec gets its exit event.
+    pub fn note_exec(&self, id: &str, exec_id: &str, process: Option<ProcessRef>) -> Result<()> {
+        let dir = self.container_dir(id).join(EXECS_DIR);
+        fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{exec_id}.json"));
+        write_json(&path, &process).context(|| format!("writing {}", path.display()))
+    }
+
+    /// Removes the note of a started exec (gone already is fine).
+    pub fn forget_exec(&self, id: &str, exec_id: &str) {
+        let path = self
+            .container_dir(id)
+            .join(EXECS_DIR)
+            .join(format!("{exec_id}.json"));
+        let _ = fs::remove_file(path);
+    }
+
+    /// The noted exec processes of container `id`: (exec id, process).
+    pub fn noted_execs(&self, id: &str) -> Vec<(String, Option<ProcessRef>)> {
+        let dir = self.container_dir(id).join(EXECS_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".json")?.to_string();
+                let process = read_json::<Option<ProcessRef>>(&e.path())
+                    .ok()
+                    .flatten()
+                    .flatten();
+                Some((name, process))
+            })
+            .collect()
     }
 
     /// Removes a container's directory and everything in it.

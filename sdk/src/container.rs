@@ -356,6 +356,10 @@ pub struct ExitStatus {
     /// When it exited.
     #[serde(with = "humantime_serde")]
     pub finished_at: Option<SystemTime>,
+    /// The end was not observed (the agent or the monitor was killed
+    /// meanwhile): the exit code is 255, or 137 when what was left was
+    /// killed.
+    pub unknown: bool,
 }
 
 impl ExitStatus {

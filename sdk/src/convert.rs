@@ -424,6 +424,7 @@ impl TryFrom<pb::ExitStatus> for ExitStatus {
             signal: e.signal,
             oom_killed: e.oom_killed,
             finished_at: optional_time(e.finished_at, "exit.finished_at")?,
+            unknown: e.unknown,
         })
     }
 }

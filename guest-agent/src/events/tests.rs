@@ -141,6 +141,7 @@ async fn replay_after_reopen_is_exact_then_goes_live() {
         signal: 9,
         oom_killed: true,
         finished_at: SystemTime::now(),
+        unknown: false,
     };
     published.push(
         journal

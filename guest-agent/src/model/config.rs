@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::resources::Resources;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::spec;
@@ -75,49 +76,92 @@ pub struct Mount {
     pub read_only: bool,
 }
 
-/// Cgroup resource limits; `None` means unlimited (in an update: unchanged).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    /// Memory limit in bytes.
-    pub memory_limit_bytes: Option<u64>,
-    /// Soft memory limit in bytes.
-    pub memory_reservation_bytes: Option<u64>,
-    /// Memory plus swap limit in bytes; -1 for unlimited.
-    pub memory_swap_limit_bytes: Option<i64>,
-    /// Relative CPU weight (v1 shares).
-    pub cpu_shares: Option<u64>,
-    /// CPU quota per period in microseconds; -1 for none.
-    pub cpu_quota_us: Option<i64>,
-    /// CPU period in microseconds.
-    pub cpu_period_us: Option<u64>,
-    /// Allowed CPUs as a cpuset list.
-    pub cpuset_cpus: Option<String>,
-    /// Maximum number of processes; -1 for none.
-    pub pids_limit: Option<i64>,
-}
+/// The mount flags libcrun knows (its `mount_flags.perf`); any other
+/// option is filesystem data, which the kernel ignores for bind mounts.
+const MOUNT_FLAGS: &[&str] = &[
+    "defaults",
+    "bind",
+    "rbind",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "private",
+    "rprivate",
+    "unbindable",
+    "runbindable",
+    "rro",
+    "rrw",
+    "rsuid",
+    "rnosuid",
+    "rdev",
+    "rnodev",
+    "rexec",
+    "rnoexec",
+    "rsync",
+    "rasync",
+    "rdirsync",
+    "rmand",
+    "rnomand",
+    "ratime",
+    "rnoatime",
+    "rdiratime",
+    "rnodiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rstrictatime",
+    "rnostrictatime",
+    "tmpcopyup",
+    "idmap",
+];
 
-impl Resources {
-    /// Applies the limits set in `update` over these.
-    pub fn merge(&mut self, update: &Resources) {
-        fn set<T: Clone>(dst: &mut Option<T>, src: &Option<T>) {
-            if let Some(v) = src {
-                *dst = Some(v.clone());
-            }
+impl Mount {
+    /// Whether it is a bind mount.
+    pub fn is_bind(&self) -> bool {
+        self.kind.is_empty() || self.kind == "bind"
+    }
+
+    /// Checks the options of a bind mount: mount flags only, since the
+    /// kernel would silently ignore anything else. Other filesystems check
+    /// their own options when mounted.
+    pub fn validate(&self) -> Result<()> {
+        if !self.is_bind() {
+            return Ok(());
         }
-        set(&mut self.memory_limit_bytes, &update.memory_limit_bytes);
-        set(
-            &mut self.memory_reservation_bytes,
-            &update.memory_reservation_bytes,
-        );
-        set(
-            &mut self.memory_swap_limit_bytes,
-            &update.memory_swap_limit_bytes,
-        );
-        set(&mut self.cpu_shares, &update.cpu_shares);
-        set(&mut self.cpu_quota_us, &update.cpu_quota_us);
-        set(&mut self.cpu_period_us, &update.cpu_period_us);
-        set(&mut self.cpuset_cpus, &update.cpuset_cpus);
-        set(&mut self.pids_limit, &update.pids_limit);
+        match self
+            .options
+            .iter()
+            .find(|o| !MOUNT_FLAGS.contains(&o.as_str()))
+        {
+            Some(option) => Err(Error::InvalidArgument(format!(
+                "mount on {:?}: unknown bind mount option {:?}",
+                self.destination.chars().take(256).collect::<String>(),
+                option.chars().take(64).collect::<String>()
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -201,8 +245,18 @@ impl Default for LogConfig {
     }
 }
 
+/// The most log files a container keeps (the current one included).
+pub const MAX_LOG_FILES: u32 = 100;
+/// The smallest size at which a log file is rotated (one long entry is
+/// 16 KiB).
+pub const MIN_LOG_FILE_BYTES: u64 = 64 << 10;
+/// The largest size at which a log file is rotated.
+pub const MAX_LOG_FILE_BYTES: u64 = 1 << 40;
+
 impl LogConfig {
-    /// Fills in the defaults of unset (zero) values.
+    /// Fills in the defaults of unset (zero) values and checks the bounds:
+    /// 1 to [`MAX_LOG_FILES`] files of [`MIN_LOG_FILE_BYTES`] to
+    /// [`MAX_LOG_FILE_BYTES`].
     fn validate(&mut self) -> Result<()> {
         let defaults = LogConfig::default();
         if self.max_size_bytes == 0 {
@@ -210,6 +264,18 @@ impl LogConfig {
         }
         if self.max_files == 0 {
             self.max_files = defaults.max_files;
+        }
+        if self.max_files > MAX_LOG_FILES {
+            return Err(Error::InvalidArgument(format!(
+                "log max files {}: at most {MAX_LOG_FILES}",
+                self.max_files
+            )));
+        }
+        if !(MIN_LOG_FILE_BYTES..=MAX_LOG_FILE_BYTES).contains(&self.max_size_bytes) {
+            return Err(Error::InvalidArgument(format!(
+                "log max size {} bytes: {MIN_LOG_FILE_BYTES} (64 KiB) to {MAX_LOG_FILE_BYTES} (1 TiB)",
+                self.max_size_bytes
+            )));
         }
         Ok(())
     }
@@ -331,6 +397,21 @@ impl ContainerConfig {
         ids::validate("container", &self.id)?;
         self.check_metadata()?;
         self.root.validate()?;
+        self.check_strings()?;
+        if let Some(program) = self.command.iter().chain(&self.args).next()
+            && program.is_empty()
+        {
+            return Err(Error::InvalidArgument("the program name is empty".into()));
+        }
+        self.resources.validate()?;
+        for mount in &self.mounts {
+            mount.validate()?;
+        }
+        if self.additional_gids.contains(&u32::MAX) {
+            return Err(Error::InvalidArgument(
+                "group id 4294967295 is not a group ((gid_t) -1)".into(),
+            ));
+        }
         for rlimit in &mut self.rlimits {
             rlimit.kind = spec::normalize_rlimit(&rlimit.kind)?;
         }
@@ -349,6 +430,53 @@ impl ContainerConfig {
             check.validate()?;
         }
         self.log.validate()
+    }
+
+    /// Refuses NUL bytes in the strings that become paths, arguments or
+    /// environment: the C side would cut them there.
+    fn check_strings(&self) -> Result<()> {
+        let root = match &self.root {
+            RootSource::Rootfs(path) => path.as_os_str().to_str().unwrap_or_default(),
+            RootSource::Image(reference) => reference,
+        };
+        let singles = [
+            ("rootfs or image", Some(root)),
+            ("working directory", self.working_dir.as_deref()),
+            ("user", self.user.as_deref()),
+            ("hostname", self.hostname.as_deref()),
+        ];
+        let lists = [
+            ("command", &self.command),
+            ("args", &self.args),
+            ("env", &self.env),
+        ];
+        let mounts = self.mounts.iter().flat_map(|m| {
+            [
+                ("mount destination", m.destination.as_str()),
+                ("mount source", m.source.as_str()),
+                ("mount type", m.kind.as_str()),
+            ]
+            .into_iter()
+            .chain(m.options.iter().map(|o| ("mount option", o.as_str())))
+        });
+        let all = singles
+            .into_iter()
+            .filter_map(|(what, s)| s.map(|s| (what, s)))
+            .chain(
+                lists
+                    .into_iter()
+                    .flat_map(|(what, list)| list.iter().map(move |s| (what, s.as_str()))),
+            )
+            .chain(mounts);
+        for (what, s) in all {
+            if s.contains('\0') {
+                let shown: String = s.chars().take(64).collect();
+                return Err(Error::InvalidArgument(format!(
+                    "{what} {shown:?} contains a NUL byte"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the bounds of the labels and annotations: every container is

@@ -1,5 +1,5 @@
 //! The runtime's own description of containers: what they are created
-//! from and the rules a configuration follows ([`config`]), their state and
+//! from and the rules a configuration follows ([`config`], [`resources`]), their state and
 //! the operations each state allows ([`status`]), and what users watch
 //! ([`events`], [`health`], [`metrics`], [`orphans`]).
 //!
@@ -12,12 +12,13 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod orphans;
+pub mod resources;
 pub mod status;
 
 pub use config::{
     CapabilityChanges, ContainerConfig, HealthCheck, LogConfig, MAX_ANNOTATIONS_TOTAL,
     MAX_LABEL_VALUE, MAX_LABELS_TOTAL, MAX_METADATA_KEY, Mount, NetworkMode, ProcessSpec,
-    Resources, RestartPolicy, Rlimit, RootSource, Seccomp,
+    RestartPolicy, Rlimit, RootSource, Seccomp,
 };
 pub use events::{Event, EventDetails, EventFilter, EventKind};
 pub use health::{HealthResult, HealthState, HealthStatus};
@@ -25,4 +26,5 @@ pub use metrics::{
     BlkioMetrics, ContainerMetrics, CpuMetrics, InterfaceMetrics, MemoryMetrics, PidsMetrics,
 };
 pub use orphans::{Orphan, OrphanKind};
+pub use resources::Resources;
 pub use status::{ExitStatus, Operation, Status};

@@ -37,10 +37,11 @@ impl Status {
         self == Status::Created
     }
 
-    /// Kill: a container whose init process still exists (created, running
-    /// or paused).
+    /// Kill: a running or paused container, as the API promises (and
+    /// Docker does). A created one has no user process yet: Stop or Delete
+    /// end it.
     pub fn can_kill(self) -> bool {
-        self != Status::Stopped
+        self.is_active()
     }
 
     /// Pause: only a running container.
@@ -131,7 +132,7 @@ impl Operation {
     pub fn requirement(self) -> &'static str {
         match self {
             Operation::Start => "only a created container can be started",
-            Operation::Kill => "it has no process left to signal",
+            Operation::Kill => "only a running or paused container can be signalled",
             Operation::Pause => "only a running container can be paused",
             Operation::Resume => "only a paused container can be resumed",
             Operation::Delete => "stop it first, or delete it with force",
@@ -166,6 +167,11 @@ pub struct ExitStatus {
     pub oom_killed: bool,
     /// When it ended.
     pub finished_at: SystemTime,
+    /// The end was not observed (the agent or the monitor was killed
+    /// meanwhile): `exit_code` and `signal` say what the agent knows, 255
+    /// and 0 when nothing, or SIGKILL when it killed what was left.
+    #[serde(default)]
+    pub unknown: bool,
 }
 
 impl ExitStatus {
@@ -182,6 +188,16 @@ impl ExitStatus {
             signal,
             oom_killed: false,
             finished_at,
+            unknown: false,
+        }
+    }
+
+    /// The status of a process whose end was not observed: exit code 255,
+    /// or 137 when the agent killed what was left of it.
+    pub fn unknown(killed: bool, finished_at: SystemTime) -> ExitStatus {
+        ExitStatus {
+            unknown: true,
+            ..ExitStatus::from_code(if killed { 128 + libc::SIGKILL } else { 255 }, finished_at)
         }
     }
 
@@ -194,6 +210,7 @@ impl ExitStatus {
                 signal,
                 oom_killed: false,
                 finished_at,
+                unknown: false,
             }
         } else {
             ExitStatus {
@@ -201,6 +218,7 @@ impl ExitStatus {
                 signal: 0,
                 oom_killed: false,
                 finished_at,
+                unknown: false,
             }
         }
     }
@@ -247,9 +265,9 @@ mod tests {
     }
 
     #[test]
-    fn created_starts_is_killed_and_deleted_but_not_paused_or_entered() {
+    fn created_starts_and_is_deleted_but_not_signalled_paused_or_entered() {
         use Operation::*;
-        assert_eq!(allowed(Status::Created), [Start, Kill, Delete]);
+        assert_eq!(allowed(Status::Created), [Start, Delete]);
         refusals_carry_the_state(Status::Created);
     }
 

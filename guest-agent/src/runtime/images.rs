@@ -79,6 +79,7 @@ impl Runtime {
     pub(super) fn discard_container_files(&self, id: &str) -> Result<()> {
         let dir = self.store.container_dir(id);
         Overlay::in_dir(&dir, Vec::new()).unmount()?;
+        super::rootfs::remove_noted(&dir);
         self.images.release(id)?;
         self.store.remove_container(id)
     }

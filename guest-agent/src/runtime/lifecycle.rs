@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use super::backend::Created;
-use super::{ContainerView, Entry, KILL_TIMEOUT, Runtime, check_rootfs};
+use super::{ContainerView, Entry, KILL_TIMEOUT, Runtime, check_host_resources, check_rootfs};
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
     ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus, Operation,
@@ -41,12 +41,11 @@ impl Runtime {
         }
         let result = self.create_reserved(config).await;
         if result.is_err() {
-            // Leave nothing behind: no libcrun state, cgroup or directory.
-            let cid = id.clone();
-            let _ = self
-                .call("cleanup".into(), move |b| b.delete(&cid, true))
-                .await;
-            let _ = self.discard_container_files(&id);
+            // Leave nothing behind: no process, libcrun state, cgroup,
+            // mount or directory.
+            if let Err(e) = self.remove_leftovers(&id).await {
+                warn!(container = %id, error = %e, "cannot clean up a failed create");
+            }
         }
         self.reserved
             .lock()
@@ -69,6 +68,7 @@ impl Runtime {
                 (rootfs, Some(image.digest))
             }
         };
+        check_host_resources(&config.resources)?;
         let cgroup_path = format!("{}/{id}", self.cgroup_parent);
         let oci = spec::build(
             &config,
@@ -78,18 +78,24 @@ impl Runtime {
                 cgroup_path: cgroup_path.clone(),
             },
         )?;
+        let mounts: Vec<_> = oci
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().clone())
+            .collect();
         if let Some(process) = oci.process() {
-            let mounts: Vec<_> = oci
-                .mounts()
-                .iter()
-                .flatten()
-                .map(|m| m.destination().clone())
-                .collect();
             spec::executable::check(&rootfs, process, &mounts)?;
         }
         let dir = self.store.container_dir(&id);
         std::fs::create_dir_all(dir.join(store::LOGS_DIR))
             .context(|| format!("creating {}", dir.display()))?;
+        if image_digest.is_none() {
+            // Noted before libcrun makes them.
+            let made =
+                super::rootfs::missing_mount_points(&rootfs, mounts.iter().map(|p| p.as_path()));
+            super::rootfs::note(&dir, &made)?;
+        }
         let spec_json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
         store::write_atomic(&dir.join(store::CONFIG_FILE), &spec_json)
@@ -387,6 +393,8 @@ impl Runtime {
         let mut record = entry.lock().await;
         let mut merged = record.config.resources.clone();
         merged.merge(resources);
+        merged.validate()?;
+        check_host_resources(&merged)?;
         if record.status != Status::Stopped {
             let limits = spec::resources(resources);
             let cid = id.to_string();
@@ -439,15 +447,18 @@ impl Runtime {
                     warn!(container = %id, error = %e, "unreadable exit record");
                 }
                 // The monitor died without recording the exit (it was
-                // killed): the exit code is unknown.
-                warn!(container = %id, "monitor gone without an exit record; exit code unknown (255)");
-                let exit = ExitStatus {
-                    exit_code: 255,
-                    signal: 0,
-                    oom_killed: false,
-                    finished_at: SystemTime::now(),
-                };
-                (exit, true)
+                // killed). Its container may well run on, unwatched, its
+                // output going nowhere: it is killed, never reported as
+                // stopped while it runs. How it would have ended is unknown.
+                let killed = self
+                    .kill_unmonitored(id, record.status == Status::Paused)
+                    .await;
+                if killed {
+                    warn!(container = %id, "monitor gone without an exit record; killed its container");
+                } else {
+                    warn!(container = %id, "monitor gone without an exit record; exit code unknown (255)");
+                }
+                (ExitStatus::unknown(killed, SystemTime::now()), true)
             }
         };
         let was_started = record.status != Status::Created;

@@ -18,6 +18,7 @@ mod lifecycle;
 mod observe;
 mod recovery;
 mod restart;
+mod rootfs;
 #[cfg(test)]
 mod tests;
 
@@ -35,7 +36,7 @@ pub use recovery::RecoverReport;
 use crate::error::{Error, IoContext, Result};
 use crate::events::{EventDraft, Journal, JournalLimits};
 use crate::ids;
-use crate::model::{EventDetails, EventKind, Status};
+use crate::model::{EventDetails, EventKind, Resources, Status};
 use crate::spec;
 use crate::store::{self, Record, Store};
 
@@ -159,6 +160,7 @@ impl Runtime {
         std::fs::create_dir_all(&exec_dir)
             .context(|| format!("creating {}", exec_dir.display()))?;
         let report = runtime.recover().await?;
+        runtime.end_lost_execs();
         for orphan in &report.orphans {
             warn!(container = %orphan.container_id, kind = ?orphan.kind, path = ?orphan.path, "{}", orphan.detail);
         }
@@ -268,12 +270,22 @@ impl Runtime {
 }
 
 /// Checks that a rootfs path (absolute: see `RootSource::validate`) is an
-/// existing directory; returns it resolved.
+/// existing directory other than the host's root (libcrun would pivot the
+/// container onto the host's own tree); returns it resolved.
 fn check_rootfs(path: &Path) -> Result<PathBuf> {
     match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => path
-            .canonicalize()
-            .context(|| format!("resolving rootfs {}", path.display())),
+        Ok(m) if m.is_dir() => {
+            let resolved = path
+                .canonicalize()
+                .context(|| format!("resolving rootfs {}", path.display()))?;
+            if resolved == Path::new("/") {
+                return Err(Error::InvalidArgument(format!(
+                    "rootfs {} is the host's root directory",
+                    path.display()
+                )));
+            }
+            Ok(resolved)
+        }
         Ok(_) => Err(Error::InvalidArgument(format!(
             "rootfs {} is not a directory",
             path.display()
@@ -284,6 +296,17 @@ fn check_rootfs(path: &Path) -> Result<PathBuf> {
         ))),
         Err(e) => Err(Error::io(format!("rootfs {}", path.display()), e)),
     }
+}
+
+/// Checks `resources` against this machine's online CPUs (when they name
+/// CPUs at all).
+fn check_host_resources(resources: &Resources) -> Result<()> {
+    if resources.cpuset_cpus.is_none() && resources.cpu_quota_us.is_none() {
+        return Ok(());
+    }
+    let path = "/sys/devices/system/cpu/online";
+    let online = std::fs::read_to_string(path).context(|| format!("reading {path}"))?;
+    resources.check_host(&online)
 }
 
 /// Whether `labels` carry every wanted label (an empty wanted value matches

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::{Entry, Runtime};
 use crate::error::{IoContext, Result};
 use crate::ids;
-use crate::model::{EventKind, Orphan, OrphanKind, Status};
+use crate::model::{EventDetails, EventKind, ExitStatus, Orphan, OrphanKind, Status};
 
 /// How long ForceDelete waits for a killed container to exit.
 const FORCE_KILL_WAIT: Duration = Duration::from_secs(10);
@@ -23,6 +23,10 @@ pub struct RecoverReport {
     pub adopted: Vec<String>,
     /// Containers whose exit happened unobserved and is now recorded.
     pub exited: Vec<String>,
+    /// Creates an agent killed half-way left behind, undone: whatever they
+    /// made (monitor, container processes, libcrun state, cgroups, mounts,
+    /// directory) is removed.
+    pub undone: Vec<String>,
     /// Leftovers no container owns.
     pub orphans: Vec<Orphan>,
 }
@@ -49,10 +53,28 @@ impl Runtime {
 
     /// Reconciles the records under the state root with what runs: takes
     /// over running containers it does not know yet, records exits that
-    /// happened unobserved, and lists orphans.
+    /// happened unobserved, undoes creates that never reached their record,
+    /// and lists orphans.
+    ///
+    /// # Crash safety of Create
+    ///
+    /// A create makes, in this order: the container's directory (the
+    /// agent's), its `config.json`, a monitor (working in that directory),
+    /// which makes the libcrun state, the cgroups and the init process;
+    /// then the agent writes `record.json`, atomically. The record is the
+    /// commit point: a container directory without one is a create in
+    /// flight, and everything such a create made is found from its id (the
+    /// directory, the monitor by its working directory, libcrun's state,
+    /// the cgroups under this root's cgroup parent). An agent SIGKILLed at
+    /// any line of a create leaves a complete container (listed after a
+    /// restart) or such leftovers, which this undoes: the client saw no
+    /// success, so nothing it knows of is lost.
     pub async fn recover(self: &Arc<Self>) -> Result<RecoverReport> {
         let mut report = RecoverReport::default();
-        for id in self.store.container_ids()? {
+        let mut in_flight = BTreeSet::new();
+        let dirs = self.store.container_ids()?;
+        for id in &dirs {
+            let id = id.clone();
             let known = self.entry(&id).ok();
             let entry = match known {
                 Some(entry) => entry,
@@ -78,6 +100,10 @@ impl Runtime {
                         }
                         entry
                     }
+                    Ok(None) => {
+                        in_flight.insert(id);
+                        continue;
+                    }
                     // Reported as an orphan below.
                     _ => continue,
                 },
@@ -90,8 +116,50 @@ impl Runtime {
                 report.exited.push(id);
             }
         }
+        // What a create or delete killed half-way left outside a container
+        // directory.
+        let elsewhere = dir_names(&self.store.libcrun_root())?
+            .into_iter()
+            .filter(|id| !id.starts_with('.'))
+            .chain(self.cgroup_dirs(None)?.into_iter().map(|(id, _)| id))
+            .filter(|id| dirs.binary_search(id).is_err());
+        in_flight.extend(elsewhere);
+        for id in in_flight {
+            // A create of this agent that is still under way is not undone.
+            if self.known_ids().contains(&id) || ids::validate("container", &id).is_err() {
+                continue;
+            }
+            warn!(container = %id, "undoing a create that did not complete");
+            self.remove_leftovers(&id).await?;
+            report.undone.push(id);
+        }
         report.orphans = self.orphans()?;
         Ok(report)
+    }
+
+    /// Reports the exit of the exec processes a previous agent started and
+    /// could not see end (it was killed): each is killed if it still runs
+    /// (nobody can read its output or wait for it any more) and gets an
+    /// exit event marked unknown.
+    pub(super) fn end_lost_execs(&self) {
+        for entry in self.all_entries() {
+            let record = entry.snapshot();
+            let id = &record.config.id;
+            for (exec_id, process) in self.store.noted_execs(id) {
+                let killed = process.is_some_and(|p| {
+                    p.is_alive() && self.backend.signal_process(p.pid, libc::SIGKILL).is_ok()
+                });
+                warn!(container = %id, exec = %exec_id, killed, "exec ended unobserved");
+                let exit = ExitStatus::unknown(killed, std::time::SystemTime::now());
+                self.emit(
+                    EventKind::Exit,
+                    &record,
+                    Some(&exec_id),
+                    Some(EventDetails::Exit(exit)),
+                );
+                self.store.forget_exec(id, &exec_id);
+            }
+        }
     }
 
     /// Lists what is left over: libcrun state without a record, records
@@ -136,7 +204,8 @@ impl Runtime {
                     OrphanKind::MissingProcess,
                     &view.record.config.id,
                     None,
-                    "its monitor vanished without recording the exit".into(),
+                    "its monitor vanished without recording the exit (what still ran was killed)"
+                        .into(),
                 ));
             }
         }
@@ -197,6 +266,46 @@ impl Runtime {
         Ok(found)
     }
 
+    /// The processes in container `id`'s cgroups.
+    fn cgroup_pids(&self, id: &str) -> Vec<i32> {
+        self.cgroup_dirs(Some(id))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, dir)| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+            .flat_map(|procs| {
+                procs
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Kills every process of container `id`, whose monitor is gone, and
+    /// waits until its cgroups are empty. Whether any process was left.
+    pub(super) async fn kill_unmonitored(&self, id: &str, paused: bool) -> bool {
+        if self.cgroup_pids(id).is_empty() {
+            return false;
+        }
+        if let Err(e) = self.signal(id, libc::SIGKILL, true, paused).await {
+            warn!(container = %id, error = %e, "cannot kill through libcrun; killing its cgroup's processes");
+        }
+        let deadline = tokio::time::Instant::now() + FORCE_KILL_WAIT;
+        loop {
+            let pids = self.cgroup_pids(id);
+            if pids.is_empty() || tokio::time::Instant::now() >= deadline {
+                if !pids.is_empty() {
+                    warn!(container = %id, ?pids, "processes survive SIGKILL");
+                }
+                return true;
+            }
+            for pid in pids {
+                let _ = self.backend.signal_process(pid, libc::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Mounts under container directories: (container id, mount point).
     fn mounts(&self, only: Option<&str>) -> Result<Vec<(String, PathBuf)>> {
         let base = self.store.root().join("containers");
@@ -243,13 +352,48 @@ impl Runtime {
                 }
             }
         }
+        removed.extend(self.remove_leftovers(id).await?);
+        if let Some(entry) = entry {
+            let record = entry.lock().await;
+            self.containers
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+            self.emit(EventKind::Delete, &record, None, None);
+        }
+        info!(container = %id, removed = removed.len(), "force-deleted");
+        Ok(removed)
+    }
+
+    /// Removes what container `id` has on the system, whether or not it has
+    /// a record: monitors working in its directory, its libcrun state (its
+    /// processes killed), cgroups, mounts and directory. Returns what was
+    /// found.
+    pub(super) async fn remove_leftovers(self: &Arc<Self>, id: &str) -> Result<Vec<Orphan>> {
+        let mut removed = Vec::new();
+        let monitors = crate::process::working_in(&self.store.container_dir(id));
+        for monitor in &monitors {
+            let _ = self.backend.signal_process(monitor.pid, libc::SIGKILL);
+            removed.push(Orphan {
+                kind: OrphanKind::MissingProcess,
+                container_id: id.to_string(),
+                path: None,
+                detail: format!("killed monitor {}", monitor.pid),
+            });
+        }
+        for monitor in monitors {
+            let _ = tokio::time::timeout(FORCE_KILL_WAIT, self.backend.exited(monitor)).await;
+        }
         let state = self.store.libcrun_root().join(id);
-        if state.exists() {
-            let cid = id.to_string();
-            if let Err(e) = self
-                .call(format!("deleting {id}"), move |b| b.delete(&cid, true))
-                .await
-            {
+        let had_state = state.exists();
+        // Also when libcrun wrote no state yet: its delete removes the
+        // cgroups of the id.
+        let cid = id.to_string();
+        let deleted = self
+            .call(format!("deleting {id}"), move |b| b.delete(&cid, true))
+            .await;
+        if had_state {
+            if let Err(e) = deleted {
                 warn!(container = %id, error = %e, "libcrun delete failed; removing its state");
                 let _ = std::fs::remove_dir_all(&state);
             }
@@ -291,15 +435,6 @@ impl Runtime {
                 detail: "container directory removed".into(),
             });
         }
-        if let Some(entry) = entry {
-            let record = entry.lock().await;
-            self.containers
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
-            self.emit(EventKind::Delete, &record, None, None);
-        }
-        info!(container = %id, removed = removed.len(), "force-deleted");
         Ok(removed)
     }
 }

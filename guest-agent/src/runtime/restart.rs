@@ -136,6 +136,7 @@ mod tests {
                 signal: 0,
                 oom_killed: false,
                 finished_at: start + Duration::from_secs(1),
+                unknown: false,
             }),
             restart_count: restarts,
             rootfs_path: Default::default(),

@@ -396,6 +396,7 @@ impl From<&ExitStatus> for pb::ExitStatus {
             signal: e.signal,
             oom_killed: e.oom_killed,
             finished_at: Some(e.finished_at.into()),
+            unknown: e.unknown,
         }
     }
 }

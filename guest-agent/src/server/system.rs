@@ -126,6 +126,7 @@ impl SystemService for System {
         Ok(Response::new(pb::RecoverResponse {
             adopted_ids: report.adopted,
             exited_ids: report.exited,
+            undone_ids: report.undone,
             orphans: report.orphans.iter().map(Into::into).collect(),
         }))
     }

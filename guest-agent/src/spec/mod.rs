@@ -426,7 +426,7 @@ fn oci_mount(m: &model::Mount) -> Result<Mount> {
         )));
     }
     let source = Path::new(&m.source);
-    let bind = m.kind.is_empty() || m.kind == "bind";
+    let bind = m.is_bind();
     let mut options = m.options.clone();
     if bind {
         if !source.is_absolute() {

@@ -107,9 +107,12 @@ fn numeric_id(s: &str) -> Result<Option<u32>> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
+    // (uid_t) -1 is "no change" to setresuid(2), never an id.
     s.parse()
+        .ok()
+        .filter(|id| *id != u32::MAX)
         .map(Some)
-        .map_err(|_| Error::InvalidArgument(format!("id {s:?} is out of range")))
+        .ok_or_else(|| Error::InvalidArgument(format!("id {s:?} is out of range")))
 }
 
 /// Reads `path` (absolute, resolved inside `rootfs`); empty when missing.

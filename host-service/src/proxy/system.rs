@@ -128,6 +128,7 @@ impl SystemService for System {
             stamp_orphans(&mut r.orphans, &agent);
             total.adopted_ids.extend(r.adopted_ids);
             total.exited_ids.extend(r.exited_ids);
+            total.undone_ids.extend(r.undone_ids);
             total.orphans.extend(r.orphans);
         }
         Ok(Response::new(total))

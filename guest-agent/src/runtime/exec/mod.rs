@@ -176,6 +176,8 @@ impl Runtime {
         };
         drop(out_tx);
         debug!(container = %container_id, exec = %exec_id, pid, "exec started");
+        self.store
+            .note_exec(container_id, &exec_id, crate::process::ProcessRef::of(pid))?;
         self.emit(EventKind::ExecStarted, &record, Some(&exec_id), None);
 
         let (in_tx, in_rx) = mpsc::channel(16);
@@ -189,6 +191,7 @@ impl Runtime {
         let (exit_tx, exit_rx) = oneshot::channel();
         let exec_name = exec_id.clone();
         let journal = self.journal.clone();
+        let store = self.store.clone();
         let exit = started.exit;
         tokio::spawn(async move {
             let result = exit.await;
@@ -196,15 +199,20 @@ impl Runtime {
                 let _ = task.await;
             }
             drop(registration);
-            if let Ok(exit) = &result {
-                super::journal_event(
-                    &journal,
-                    EventKind::Exit,
-                    &record,
-                    Some(&exec_name),
-                    Some(EventDetails::Exit(*exit)),
-                );
-            }
+            // Every started exec gets its exit event, an unknown one when
+            // its end could not be observed.
+            let exit = result
+                .as_ref()
+                .copied()
+                .unwrap_or_else(|_| ExitStatus::unknown(false, SystemTime::now()));
+            super::journal_event(
+                &journal,
+                EventKind::Exit,
+                &record,
+                Some(&exec_name),
+                Some(EventDetails::Exit(exit)),
+            );
+            store.forget_exec(&record.config.id, &exec_name);
             let _ = exit_tx.send(result);
         });
 
