@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{Harness, cgroup_dirs};
 use libcrun_shim_proto::v1 as pb;
 use tonic::Code;
 
@@ -225,14 +225,4 @@ async fn a_failed_create_leaves_nothing_behind() {
     h.create(config)
         .await
         .expect("the id is usable after the failure");
-}
-
-/// The existing cgroup directories of a cgroup path (one per v1
-/// controller, or the v2 one).
-fn cgroup_dirs(path: &str) -> Vec<std::path::PathBuf> {
-    let mut candidates = vec![std::path::Path::new("/sys/fs/cgroup").join(path)];
-    if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-        candidates.extend(controllers.flatten().map(|c| c.path().join(path)));
-    }
-    candidates.into_iter().filter(|p| p.is_dir()).collect()
 }

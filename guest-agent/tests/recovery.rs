@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, alive, eventually};
+use common::{
+    Harness, alive, cgroup_dirs, cgroup_parent, events_until, eventually, monitors_under,
+};
 use libcrun_shim_proto::v1 as pb;
 
 fn log_size(h: &Harness, id: &str) -> u64 {
@@ -104,4 +106,181 @@ async fn a_created_container_survives_a_restart_and_starts() {
         })
         .await;
     assert_eq!(out, b"started\n");
+}
+
+/// Whether libcrun has made a container the agent has no record of yet: a
+/// create half-way, its init process, cgroups and state made.
+fn create_half_made(root: &std::path::Path) -> bool {
+    std::fs::read_dir(root.join("libcrun"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                let id = e.file_name();
+                !id.to_string_lossy().starts_with('.')
+                    && !root
+                        .join("containers")
+                        .join(&id)
+                        .join("record.json")
+                        .exists()
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
+    let mut h = Harness::start().await;
+    let parent = cgroup_parent(&mut h).await;
+    let root = h.agent.root();
+    let ids: Vec<String> = (0..20).map(|i| format!("cut{i}")).collect();
+    let creates: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let mut client = h.containers.clone();
+            let config = h.sh(id, "sleep 300");
+            tokio::spawn(async move {
+                client
+                    .create(pb::CreateContainerRequest {
+                        config: Some(config),
+                        agent: String::new(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    // SIGKILL while a create is half-way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !create_half_made(&root) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no create seen half-way"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    h.agent.kill();
+    for create in creates {
+        let _ = create.await;
+    }
+
+    h.agent.restart().expect("restart");
+    h.reconnect().await;
+    let listed: Vec<pb::Container> = h
+        .containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    for c in &listed {
+        assert_eq!(Harness::status(c), pb::ContainerStatus::Created, "{}", c.id);
+        assert!(alive(c.pid as i32), "{}: listed, its init is gone", c.id);
+    }
+    let monitors = monitors_under(&root);
+    for id in ids.iter().filter(|id| !listed.iter().any(|c| &c.id == *id)) {
+        assert!(
+            !root.join("containers").join(id).exists(),
+            "{id}: directory left"
+        );
+        assert!(
+            !root.join("libcrun").join(id).exists(),
+            "{id}: libcrun state left"
+        );
+        let cgroups = cgroup_dirs(&format!("{parent}/{id}"));
+        assert!(cgroups.is_empty(), "{id}: cgroups left: {cgroups:?}");
+        assert!(
+            !monitors.iter().any(|(_, cwd)| cwd.ends_with(id)),
+            "{id}: monitor left"
+        );
+        // The id is free again.
+        h.create(h.sh(id, "true")).await.expect("create again");
+    }
+    let log = std::fs::read_to_string(h.agent.log()).unwrap_or_default();
+    eprintln!(
+        "{} of {} creates completed, {} undone",
+        listed.len(),
+        ids.len(),
+        log.matches("undoing a create").count()
+    );
+    for id in &ids {
+        h.delete(id, true).await.expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn a_container_whose_monitor_is_killed_is_not_reported_stopped_while_it_runs() {
+    let mut h = Harness::start().await;
+    let running = h.run("orphaned", "sleep 300").await;
+    let root = h.agent.root();
+    let monitors: Vec<i32> = monitors_under(&root)
+        .into_iter()
+        .filter(|(_, cwd)| cwd.ends_with("orphaned"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    // SAFETY: kills the container's monitor, as an administrator's kill -9.
+    unsafe { libc::kill(monitors[0], libc::SIGKILL) };
+
+    let exit = h.wait("orphaned").await;
+    // Reported stopped only once nothing of it runs.
+    assert!(!alive(running.pid as i32), "reported stopped while it runs");
+    assert!(exit.unknown, "{exit:?}");
+    assert_eq!((exit.exit_code, exit.signal), (137, 9));
+    let c = h.inspect("orphaned").await;
+    assert_eq!(Harness::status(&c), pb::ContainerStatus::Stopped);
+    h.delete("orphaned", false).await.expect("delete");
+}
+
+#[tokio::test]
+async fn every_started_exec_gets_its_exit_after_an_agent_sigkill() {
+    const MARKED: &str = "sleep 300; : lost-exec-of-the-recovery-test";
+    let mut h = Harness::start().await;
+    h.run("host", "sleep 300").await;
+    let mut events = h.subscribe(Some(0)).await;
+    let mut exec = h.exec.clone();
+    let sleeper = tokio::spawn(async move {
+        exec.exec_sync(pb::ExecSyncRequest {
+            container_id: "host".into(),
+            process: Some(pb::ProcessSpec {
+                command: vec!["sh".into(), "-c".into(), MARKED.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+    });
+    let seen = events_until(&mut events, |e| {
+        e.iter()
+            .any(|e| e.r#type == pb::EventType::ExecStarted as i32)
+    })
+    .await;
+    let started = seen.last().expect("exec_started");
+    let (started, lost) = (started.sequence, started.exec_id.clone());
+    h.agent.kill();
+    let _ = sleeper.await;
+
+    h.agent.restart().expect("restart");
+    h.reconnect().await;
+    let mut events = h.subscribe(Some(started)).await;
+    let seen = events_until(&mut events, |e| {
+        e.iter()
+            .any(|e| e.r#type == pb::EventType::Exit as i32 && e.exec_id == lost)
+    })
+    .await;
+    let exit = seen
+        .iter()
+        .find(|e| e.exec_id == lost)
+        .and_then(|e| match &e.details {
+            Some(pb::event::Details::Exit(exit)) => Some(exit.clone()),
+            _ => None,
+        })
+        .expect("the lost exec's exit event");
+    assert!(exit.unknown, "{exit:?}");
+    // The process nobody can wait for any more was ended.
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|cmd| cmd.contains(MARKED))
+        .count();
+    assert_eq!(left, 0, "the lost exec still runs");
+    h.delete("host", true).await.expect("delete");
 }

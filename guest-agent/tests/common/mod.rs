@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use integration::BusyboxRootfs;
@@ -259,6 +260,61 @@ pub fn kinds(events: &[pb::Event]) -> Vec<(pb::EventType, String)> {
                 pb::EventType::try_from(e.r#type).expect("event type"),
                 e.container_id.clone(),
             )
+        })
+        .collect()
+}
+
+/// Where this agent puts its containers' cgroups, found with a probe.
+pub async fn cgroup_parent(h: &mut Harness) -> String {
+    h.create(h.sh("probe", "true")).await.unwrap();
+    let spec = h
+        .containers
+        .inspect(pb::InspectContainerRequest { id: "probe".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .oci_spec_json;
+    h.delete("probe", true).await.unwrap();
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let path = spec["linux"]["cgroupsPath"].as_str().unwrap();
+    path.trim_end_matches("probe").trim_matches('/').to_string()
+}
+
+/// The existing cgroup directories of a cgroup path (one per v1
+/// controller, or the v2 one).
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![root.join(path)];
+    if let Ok(controllers) = std::fs::read_dir(root) {
+        candidates.extend(controllers.flatten().map(|c| c.path().join(path)));
+    }
+    candidates.into_iter().filter(|p| p.is_dir()).collect()
+}
+
+/// The names in a directory, sorted.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Processes working in the agent's container directories (monitors), with
+/// that directory.
+pub fn monitors_under(root: &Path) -> Vec<(i32, PathBuf)> {
+    let base = root.join("containers");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            (cwd.starts_with(&base) && alive(pid)).then_some((pid, cwd))
         })
         .collect()
 }
