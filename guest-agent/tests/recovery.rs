@@ -269,7 +269,7 @@ async fn every_started_exec_gets_its_exit_after_an_agent_sigkill() {
         .iter()
         .find(|e| e.exec_id == lost)
         .and_then(|e| match &e.details {
-            Some(pb::event::Details::Exit(exit)) => Some(exit.clone()),
+            Some(pb::event::Details::Exit(exit)) => Some(*exit),
             _ => None,
         })
         .expect("the lost exec's exit event");

@@ -720,6 +720,7 @@ impl ContainerRuntime {
         Ok(RecoverReport {
             adopted: response.adopted_ids,
             exited: response.exited_ids,
+            undone: response.undone_ids,
             orphans: response.orphans.into_iter().map(Into::into).collect(),
         })
     }

@@ -216,6 +216,8 @@ pub struct RecoverReport {
     pub adopted: Vec<String>,
     /// Containers whose unobserved exit is now recorded.
     pub exited: Vec<String>,
+    /// Creates a killed agent left half-made, undone.
+    pub undone: Vec<String>,
     /// Leftovers found.
     pub orphans: Vec<Orphan>,
 }

@@ -291,6 +291,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_leaves_the_kept_files_where_they_are() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = LogWriter::open(dir.path(), config(100, 100)).unwrap();
+        let now = SystemTime::now();
+        let ino = |name: &str| fs::metadata(dir.path().join(name)).unwrap().ino();
+        // 47-byte entries: the fourth goes to a new file.
+        for _ in 0..4 {
+            writer.write(Stream::Stdout, b"first\n", now).unwrap();
+        }
+        writer.flush().unwrap();
+        let first = ino("container.log.1");
+        for i in 0..100 {
+            writer
+                .write(Stream::Stdout, format!("{i}\n").as_bytes(), now)
+                .unwrap();
+        }
+        writer.flush().unwrap();
+        // Each rotation renamed the current file only: the first rotated
+        // file kept its name.
+        assert_eq!(ino("container.log.1"), first);
+        assert!(log_files(dir.path()).unwrap().len() > 20);
+    }
+
+    #[test]
     fn one_file_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = LogWriter::open(dir.path(), config(100, 1)).unwrap();

@@ -674,6 +674,33 @@ mod tests {
             start_period: Duration::ZERO,
         });
         invalid(c, "health check command");
+        let mut c = config();
+        c.env = vec!["A=b\0c".into()];
+        invalid(c, "NUL");
+        invalid(
+            ContainerConfig {
+                command: vec!["".into()],
+                ..config()
+            },
+            "program name is empty",
+        );
+        let mut c = config();
+        c.mounts = vec![Mount {
+            destination: "/d".into(),
+            source: "/s".into(),
+            options: vec!["ro".into(), "bogus".into()],
+            ..Default::default()
+        }];
+        invalid(c, "bogus");
+        let mut c = config();
+        c.log.max_files = 4_000_000_000;
+        invalid(c, "at most 100");
+        let mut c = config();
+        c.log.max_size_bytes = 100;
+        invalid(c, "log max size 100");
+        let mut c = config();
+        c.resources.pids_limit = Some(0);
+        invalid(c, "pids limit 0");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn recover(rt: &ContainerRuntime) -> Result {
     let report = rt.recover().await?;
     println!("adopted: {}", report.adopted.join(" "));
     println!("exited:  {}", report.exited.join(" "));
+    println!("undone:  {}", report.undone.join(" "));
     if report.orphans.is_empty() {
         println!("orphans: none");
     } else {
