@@ -30,10 +30,12 @@ async fn orphans_are_found_and_force_delete_removes_them_idempotently() {
     use pb::OrphanKind::{Cgroup, MissingProcess, RuntimeState, StateDirectory};
     let mut h = Harness::start().await;
     assert!(orphans(&mut h).await.is_empty());
-    // A container whose record is lost while the agent is down.
+    // A container whose record is damaged while the agent is down (one
+    // without a record at all is a create cut short, undone at start-up:
+    // see recovery.rs).
     let lost = h.run("lost", "sleep 600").await;
     h.agent.kill();
-    std::fs::remove_file(h.agent.root().join("containers/lost/record.json")).unwrap();
+    std::fs::write(h.agent.root().join("containers/lost/record.json"), b"{").unwrap();
     h.agent.restart().unwrap();
     h.reconnect().await;
     // A container whose monitor is killed: its exit can no longer be seen.

@@ -176,8 +176,14 @@ impl Runtime {
         };
         drop(out_tx);
         debug!(container = %container_id, exec = %exec_id, pid, "exec started");
-        self.store
-            .note_exec(container_id, &exec_id, crate::process::ProcessRef::of(pid))?;
+        // Best effort: without the note, only an agent killed before this
+        // exec's end would miss reporting it.
+        if let Err(e) =
+            self.store
+                .note_exec(container_id, &exec_id, crate::process::ProcessRef::of(pid))
+        {
+            tracing::warn!(container = %container_id, exec = %exec_id, error = %e, "cannot note the exec");
+        }
         self.emit(EventKind::ExecStarted, &record, Some(&exec_id), None);
 
         let (in_tx, in_rx) = mpsc::channel(16);
