@@ -78,63 +78,15 @@ pub struct Mount {
 
 /// The mount flags libcrun knows (its `mount_flags.perf`); any other
 /// option is filesystem data, which the kernel ignores for bind mounts.
+#[rustfmt::skip]
 const MOUNT_FLAGS: &[&str] = &[
-    "defaults",
-    "bind",
-    "rbind",
-    "ro",
-    "rw",
-    "suid",
-    "nosuid",
-    "dev",
-    "nodev",
-    "exec",
-    "noexec",
-    "sync",
-    "async",
-    "dirsync",
-    "remount",
-    "mand",
-    "nomand",
-    "atime",
-    "noatime",
-    "diratime",
-    "nodiratime",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "shared",
-    "rshared",
-    "slave",
-    "rslave",
-    "private",
-    "rprivate",
-    "unbindable",
-    "runbindable",
-    "rro",
-    "rrw",
-    "rsuid",
-    "rnosuid",
-    "rdev",
-    "rnodev",
-    "rexec",
-    "rnoexec",
-    "rsync",
-    "rasync",
-    "rdirsync",
-    "rmand",
-    "rnomand",
-    "ratime",
-    "rnoatime",
-    "rdiratime",
-    "rnodiratime",
-    "rrelatime",
-    "rnorelatime",
-    "rstrictatime",
-    "rnostrictatime",
-    "tmpcopyup",
-    "idmap",
+    "defaults", "bind", "rbind", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
+    "sync", "async", "dirsync", "remount", "mand", "nomand", "atime", "noatime", "diratime",
+    "nodiratime", "relatime", "norelatime", "strictatime", "nostrictatime", "shared", "rshared",
+    "slave", "rslave", "private", "rprivate", "unbindable", "runbindable", "rro", "rrw",
+    "rsuid", "rnosuid", "rdev", "rnodev", "rexec", "rnoexec", "rsync", "rasync", "rdirsync",
+    "rmand", "rnomand", "ratime", "rnoatime", "rdiratime", "rnodiratime", "rrelatime",
+    "rnorelatime", "rstrictatime", "rnostrictatime", "tmpcopyup", "idmap",
 ];
 
 impl Mount {
@@ -398,11 +350,7 @@ impl ContainerConfig {
         self.check_metadata()?;
         self.root.validate()?;
         self.check_strings()?;
-        if let Some(program) = self.command.iter().chain(&self.args).next()
-            && program.is_empty()
-        {
-            return Err(Error::InvalidArgument("the program name is empty".into()));
-        }
+        refuse_empty_program(self.command.iter().chain(&self.args))?;
         self.resources.validate()?;
         for mount in &self.mounts {
             mount.validate()?;
@@ -468,15 +416,7 @@ impl ContainerConfig {
                     .flat_map(|(what, list)| list.iter().map(move |s| (what, s.as_str()))),
             )
             .chain(mounts);
-        for (what, s) in all {
-            if s.contains('\0') {
-                let shown: String = s.chars().take(64).collect();
-                return Err(Error::InvalidArgument(format!(
-                    "{what} {shown:?} contains a NUL byte"
-                )));
-            }
-        }
-        Ok(())
+        refuse_nul(all)
     }
 
     /// Checks the bounds of the labels and annotations: every container is
@@ -506,6 +446,28 @@ impl ContainerConfig {
         requested
             .or(self.stop_timeout)
             .unwrap_or(Self::DEFAULT_STOP_TIMEOUT)
+    }
+}
+
+/// Refuses NUL bytes in (what, string) pairs: the C side would cut the
+/// strings there.
+fn refuse_nul<'a>(strings: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    match strings.into_iter().find(|(_, s)| s.contains('\0')) {
+        Some((what, s)) => Err(Error::InvalidArgument(format!(
+            "{what} {:?} contains a NUL byte",
+            s.chars().take(64).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an empty program name (the first of `argv`).
+fn refuse_empty_program<'a>(mut argv: impl Iterator<Item = &'a String>) -> Result<()> {
+    match argv.next() {
+        Some(program) if program.is_empty() => {
+            Err(Error::InvalidArgument("the program name is empty".into()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -559,12 +521,24 @@ pub struct ProcessSpec {
 }
 
 impl ProcessSpec {
-    /// Checks what can be checked without the container: a command.
+    /// Checks what can be checked without the container: a command with a
+    /// program name, no NUL bytes.
     pub fn validate(&self) -> Result<()> {
         if self.command.is_empty() {
             return Err(Error::InvalidArgument("exec command is empty".into()));
         }
-        Ok(())
+        refuse_empty_program(self.command.iter())?;
+        let singles = [
+            ("working directory", self.working_dir.as_deref()),
+            ("user", self.user.as_deref()),
+        ];
+        refuse_nul(
+            singles
+                .into_iter()
+                .filter_map(|(what, s)| s.map(|s| (what, s)))
+                .chain(self.command.iter().map(|s| ("command", s.as_str())))
+                .chain(self.env.iter().map(|s| ("env", s.as_str()))),
+        )
     }
 }
 

@@ -130,8 +130,12 @@ impl Runtime {
                 continue;
             }
             warn!(container = %id, "undoing a create that did not complete");
-            self.remove_leftovers(&id).await?;
-            report.undone.push(id);
+            // One stuck leftover must not keep the agent from starting: it
+            // stays listed as an orphan.
+            match self.remove_leftovers(&id).await {
+                Ok(_) => report.undone.push(id),
+                Err(e) => warn!(container = %id, error = %e, "cannot undo the create"),
+            }
         }
         report.orphans = self.orphans()?;
         Ok(report)
@@ -386,8 +390,9 @@ impl Runtime {
         }
         let state = self.store.libcrun_root().join(id);
         let had_state = state.exists();
-        // Also when libcrun wrote no state yet: its delete removes the
-        // cgroups of the id.
+        // Asked even without state on disk: the backend knows what it holds
+        // (libcrun answers ENOENT). The cgroups are removed below in any
+        // case.
         let cid = id.to_string();
         let deleted = self
             .call(format!("deleting {id}"), move |b| b.delete(&cid, true))
