@@ -276,6 +276,37 @@ async fn states_ids_and_updates_get_their_codes() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 
+    // Exec requests follow the same rules.
+    h.run("up", "sleep 30").await;
+    for (what, process) in [
+        ("empty program", vec!["".to_string()], vec![], ""),
+        ("NUL in env", vec!["true".into()], vec!["A=\0".into()], ""),
+        ("uid (uid_t) -1", vec!["true".into()], vec![], "4294967295"),
+    ]
+    .map(|(what, command, env, user)| {
+        (
+            what,
+            pb::ProcessSpec {
+                command,
+                env,
+                user: user.into(),
+                ..Default::default()
+            },
+        )
+    }) {
+        let err = h
+            .exec
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: "up".into(),
+                process: Some(process),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err:?}");
+    }
+    h.delete("up", true).await.unwrap();
+
     // Limits are checked on update too, before the cgroup is touched.
     for bad in [
         pb::Resources {
