@@ -734,6 +734,7 @@ impl TryFrom<pb::AgentInfo> for AgentInfo {
             images: a.images,
             root_dir: a.root_dir,
             last_error: a.last_error,
+            last_event_sequence: a.last_event_sequence,
         })
     }
 }

@@ -7,8 +7,8 @@
 //!   completion or interactive), logs, events, health, metrics, and the
 //!   runtime's own upkeep (cleanup, orphans, recovery, shutdown).
 //! - [`ImageStore`]: pull (with progress), list, inspect, remove, rootfs.
-//! - [`RuntimeConfig`]: where the daemon is, and the settings of the Linux
-//!   VM that runs the containers on macOS.
+//! - [`RuntimeConfig`]: where the daemon is (or one VM's agent), the agent
+//!   new work goes to, and call timeouts.
 //! - [`Error`]: one error type whose variants say what went wrong
 //!   ([`Error::NotFound`], [`Error::AlreadyExists`], [`Error::Unavailable`] ...).
 //!
@@ -57,11 +57,7 @@ mod runtime;
 mod system;
 mod transport;
 
-pub use config::{
-    DEFAULT_SOCKET, DEFAULT_VSOCK_PORT, DiskFormat, HOST_ENV, MAX_VIRTIO_FS_TAG, PortForward,
-    Protocol, ROSETTA_TAG, RosettaConfig, RuntimeConfig, VirtioFsShare, VmDiskConfig,
-    VmNetworkConfig, VmNetworkMode,
-};
+pub use config::{DEFAULT_SOCKET, HOST_ENV, RuntimeConfig};
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
     ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
