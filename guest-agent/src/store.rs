@@ -26,7 +26,8 @@
 //!
 //! Every JSON file is written to a temporary file and renamed into place,
 //! so a reader (or an agent restarted after a crash) sees the old or the
-//! new content, never a torn one.
+//! new content, never a torn one; with `CRUN_SHIM_DURABLE_STATE=1` (a VM's
+//! state disk) it is fsynced too, and survives a power loss.
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};
@@ -116,8 +117,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_file_name(tmp_name);
     let mut file = fs::File::create(&tmp)?;
     file.write_all(bytes)?;
+    if durable() {
+        file.sync_all()?;
+    }
     drop(file);
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    if durable()
+        && let Some(dir) = path.parent()
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The environment variable that makes state files durable (`1`): each is
+/// fsynced, and its directory after the rename. The guest's init sets it
+/// when the state root is on a disk: a VM killed is a power loss for it.
+pub const DURABLE_ENV: &str = "CRUN_SHIM_DURABLE_STATE";
+
+/// Whether state files are made durable ([`DURABLE_ENV`]).
+pub(crate) fn durable() -> bool {
+    static DURABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DURABLE.get_or_init(|| std::env::var(DURABLE_ENV).is_ok_and(|v| v == "1"))
 }
 
 /// Writes a value as JSON, atomically.

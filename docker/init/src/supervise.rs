@@ -80,8 +80,19 @@ fn spawn_agent(params: &GuestParams) -> std::io::Result<Pid> {
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", "/root")
+        // The console is a log file, not a terminal.
+        .env("NO_COLOR", "1")
         .env("RUST_LOG", params.log.as_deref().unwrap_or("info"))
         .stdin(Stdio::null());
+    // A state root on a disk outlives the VM: its records must survive a
+    // kill of the VM like a power loss.
+    if params
+        .disks
+        .iter()
+        .any(|d| !d.read_only && d.path == std::path::Path::new(STATE_ROOT))
+    {
+        command.env("CRUN_SHIM_DURABLE_STATE", "1");
+    }
     if !params.insecure_registries.is_empty() {
         command.env(
             "CRUN_SHIM_INSECURE_REGISTRIES",
