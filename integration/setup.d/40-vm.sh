@@ -13,8 +13,9 @@
 #     The agent's own layer is added at test time from the binaries being
 #     tested (integration::vm), so a code change never rebuilds the base.
 #
-# Prints CRUN_SHIM_QEMU, CRUN_SHIM_VHOST_VSOCK, CRUN_SHIM_VIRTIOFSD and
-# CRUN_SHIM_GUEST_BASE for crun-shimd's VM tests and the bench.
+# Prints CRUN_SHIMD_QEMU, CRUN_SHIMD_VHOST_DEVICE_VSOCK, CRUN_SHIMD_VIRTIOFSD
+# (crun-shimd's own variables) and CRUN_SHIM_GUEST_BASE for the VM tests and
+# the bench.
 set -euo pipefail
 : "${CACHE_DIR:?run through integration/setup.sh}"
 here="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -22,10 +23,11 @@ here="$(cd "$(dirname "$0")/../.." && pwd)"
 VHOST_DEVICE_VSOCK_VERSION=0.3.0
 VIRTIOFSD_VERSION=1.14.0
 
-# virtiofsd links libseccomp and libcap-ng; e2fsprogs and busybox-static go
-# into the guest; cpio is not needed (busybox packs the initramfs).
-apt_install qemu-system-x86 qemu-utils libcap-ng-dev libseccomp-dev e2fsprogs busybox-static \
-  ca-certificates
+# virtiofsd links libseccomp and libcap-ng; busybox-static, e2fsprogs and
+# the CA certificates go into the guest; kmod (depmod), cpio and binutils
+# (strip) build it.
+apt_install qemu-system-x86 libcap-ng-dev libseccomp-dev e2fsprogs busybox-static \
+  ca-certificates kmod cpio binutils
 
 # --- vhost-device-vsock and virtiofsd --------------------------------------
 tools="$CACHE_DIR/vm-tools-vsock$VHOST_DEVICE_VSOCK_VERSION-virtiofsd$VIRTIOFSD_VERSION"
@@ -88,7 +90,8 @@ else
   log "using cached guest base $base"
 fi
 
-echo "export CRUN_SHIM_QEMU=$(command -v qemu-system-x86_64)"
-echo "export CRUN_SHIM_VHOST_VSOCK=$tools/bin/vhost-device-vsock"
-echo "export CRUN_SHIM_VIRTIOFSD=$tools/bin/virtiofsd"
+# crun-shimd reads these as its --qemu, --vhost-device-vsock and --virtiofsd.
+echo "export CRUN_SHIMD_QEMU=$(command -v qemu-system-x86_64)"
+echo "export CRUN_SHIMD_VHOST_DEVICE_VSOCK=$tools/bin/vhost-device-vsock"
+echo "export CRUN_SHIMD_VIRTIOFSD=$tools/bin/virtiofsd"
 echo "export CRUN_SHIM_GUEST_BASE=$base"

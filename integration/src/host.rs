@@ -18,6 +18,7 @@ pub struct HostProcess {
     binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    customize: fn(&mut Command),
     dir: tempfile::TempDir,
     /// The state root of the local agent [`HostProcess::start_local`] started.
     agent_root: Option<tempfile::TempDir>,
@@ -37,17 +38,29 @@ impl HostProcess {
         args: &[String],
         env: &[(&str, &str)],
     ) -> io::Result<HostProcess> {
+        Self::start_with(binary, args, env, |_| {})
+    }
+
+    /// [`HostProcess::start_with_env`], with `customize` applied to the
+    /// command before it runs.
+    pub fn start_with(
+        binary: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        customize: fn(&mut Command),
+    ) -> io::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("host-test").tempdir()?;
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let process = Self::spawn(binary, args, &env, dir.path())?;
+        let process = Self::spawn(binary, args, &env, dir.path(), customize)?;
         Ok(HostProcess {
             process,
             binary: binary.to_path_buf(),
             args: args.to_vec(),
             env,
+            customize,
             dir,
             agent_root: None,
         })
@@ -58,6 +71,7 @@ impl HostProcess {
         args: &[String],
         env: &[(String, String)],
         dir: &Path,
+        customize: fn(&mut Command),
     ) -> io::Result<Served> {
         let socket = dir.join("run/crun-shimd.sock");
         let mut command = Command::new(binary);
@@ -66,6 +80,7 @@ impl HostProcess {
             .arg(&socket)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)));
+        customize(&mut command);
         Served::start(command, &socket, &dir.join("crun-shimd.log"), "crun-shimd")
     }
 
@@ -79,7 +94,13 @@ impl HostProcess {
     /// and log), after [`HostProcess::kill`].
     pub fn restart(&mut self) -> io::Result<()> {
         self.process.kill();
-        self.process = Self::spawn(&self.binary, &self.args, &self.env, self.dir.path())?;
+        self.process = Self::spawn(
+            &self.binary,
+            &self.args,
+            &self.env,
+            self.dir.path(),
+            self.customize,
+        )?;
         Ok(())
     }
 
