@@ -66,9 +66,17 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// The hybrid-vsock socket the guest's vsock is reached through.
+    /// The hybrid-vsock socket the guest's vsock is reached through. It
+    /// exists only while the guest's agent serves: the device listens on
+    /// [`Vm::boot_socket`], renamed to this once the agent answered, so no
+    /// client dials a guest that is still booting.
     pub fn vsock_socket(&self) -> PathBuf {
         self.dir.join("vsock.sock")
+    }
+
+    /// Where the vsock device listens while the guest boots.
+    fn boot_socket(&self) -> PathBuf {
+        self.dir.join("vsock.sock.boot")
     }
 
     /// The agent's endpoint: `hvsock://DIR/vsock.sock:PORT`.
@@ -167,21 +175,33 @@ fn kill_recorded(dir: &Path) {
     let _ = std::fs::remove_file(pid_file(dir));
 }
 
+/// What the guest's init writes on the console when it starts the agent.
+const AGENT_STARTED: &str = "crun-shim-init: agent started";
+
 /// Waits until the guest's agent accepts a vsock connection, at most
-/// `deadline`.
+/// `deadline`, then puts the public socket in place.
+///
+/// The device is dialed only once the guest's init says it started the
+/// agent, one connection at a time, each awaited to its answer: hybrid
+/// vsock devices queue connections made before the guest's driver is up,
+/// and abandoned ones can wedge vhost-device-vsock.
 async fn agent_serving(vm: &Vm, deadline: Duration) -> bool {
     let until = Instant::now() + deadline;
-    let socket = vm.vsock_socket();
+    let console = vm.console_log();
     while Instant::now() < until {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(2),
-            connect_hybrid(&socket, vm.config.port),
-        )
-        .await;
-        if let Ok(Ok(_)) = attempt {
-            return true;
+        let started =
+            std::fs::read_to_string(&console).is_ok_and(|text| text.contains(AGENT_STARTED));
+        if started {
+            let probe = tokio::time::timeout(
+                Duration::from_secs(10),
+                connect_hybrid(&vm.boot_socket(), vm.config.port),
+            )
+            .await;
+            if let Ok(Ok(_)) = probe {
+                return std::fs::rename(vm.boot_socket(), vm.vsock_socket()).is_ok();
+            }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
 }

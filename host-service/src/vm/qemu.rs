@@ -42,7 +42,7 @@ impl Machine {
             .arg("--socket")
             .arg(&vhost)
             .arg("--uds-path")
-            .arg(vm.vsock_socket());
+            .arg(vm.boot_socket());
         helpers.push((
             "vhost-device-vsock",
             spawn(vsock, dir, "vhost-device-vsock.log")?,
