@@ -313,12 +313,18 @@ impl VmHost {
 
     /// A channel straight to the guest's agent, over hybrid vsock.
     pub async fn channel(&self) -> Channel {
+        self.try_channel()
+            .await
+            .expect("connecting to the VM's agent")
+    }
+
+    /// [`VmHost::channel`], failing while the agent does not listen.
+    pub async fn try_channel(&self) -> Result<Channel, tonic::transport::Error> {
         let endpoint =
             libcrun_shim_transport::Endpoint::parse(&self.endpoint()).expect("the VM's endpoint");
         endpoint
             .connect(endpoint.builder().connect_timeout(Duration::from_secs(10)))
             .await
-            .expect("connecting to the VM's agent")
     }
 
     /// QEMU's pid, while it runs.
