@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libcrun-shim's Linux guest without any container engine: a kernel
-# (Debian's cloud kernel package) and an initramfs holding busybox,
+# (Debian's cloud kernel package, of the build machine's architecture) and
+# an initramfs holding busybox,
 # e2fsprogs, the kernel modules in load order, our init, crun-shim-agent
 # and crun-shim-monitor with every shared library they load (found with
 # ldd: glibc, libcrun's yajl, seccomp, cap). The Dockerfile beside this
@@ -68,12 +69,17 @@ pack() {
     | cpio --quiet -o -H newc --reproducible -R 0:0) > "$file"
 }
 
+# The guest has the build machine's architecture: amd64 for QEMU on Linux,
+# arm64 for Virtualization.framework on Apple silicon (build it in an arm64
+# container: docker build --platform linux/arm64).
+arch="$(dpkg --print-architecture)"
+
 fetch_kernel() {
   local work pkg
   work="$(mktemp -d)"
-  pkg="$(apt-cache depends linux-image-cloud-amd64 \
+  pkg="$(apt-cache depends "linux-image-cloud-$arch" \
     | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)"
-  [ -n "$pkg" ] || die "no linux-image-cloud-amd64 in apt's lists (apt-get update?)"
+  [ -n "$pkg" ] || die "no linux-image-cloud-$arch in apt's lists (apt-get update?)"
   (cd "$work" && apt-get download -qq "$pkg" >&2)
   mkdir -p "$work/kernel"
   dpkg-deb -x "$work"/*.deb "$work/kernel"
@@ -90,6 +96,10 @@ build_base() {
   trap 'rm -rf "$root"' RETURN
   mkdir -p "$out"
   cp "$kernel_dir/boot/vmlinuz-$release" "$out/vmlinuz"
+  # Virtualization.framework boots an uncompressed arm64 Image only.
+  if [ "$arch" = arm64 ] && [ "$(head -c2 "$out/vmlinuz" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+    gunzip -c "$kernel_dir/boot/vmlinuz-$release" > "$out/vmlinuz"
+  fi
   echo "$release" > "$out/kernel-release"
 
   # The skeleton.

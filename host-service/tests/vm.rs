@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use integration::registry::{Compression, Registry, TestImage, free_port, tar_of_dir};
-use integration::vm::{VmHost, VmOptions, lease, share_dir, shared};
+use integration::vm::{VmHost, VmOptions, lease, lease_blocking, share_dir, shared};
 use integration::{BusyboxRootfs, binary};
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
@@ -64,7 +64,7 @@ fn stdout(output: &Output) -> String {
 
 #[test]
 fn a_container_in_the_vm_runs_the_guests_kernel_and_passes_exit_codes() {
-    let _turn = lease();
+    let _turn = lease_blocking();
     let f = fixture();
     let rootfs = BusyboxRootfs::new_in(share_dir()).unwrap();
     let rootfs = rootfs.path().display().to_string();
@@ -112,7 +112,7 @@ fn a_container_in_the_vm_runs_the_guests_kernel_and_passes_exit_codes() {
 
 #[tokio::test]
 async fn a_pull_inside_the_vm_reaches_the_hosts_registry() {
-    let _turn = lease();
+    let _turn = lease().await;
     let f = fixture();
     let registry = Registry::start_on(f.registry).expect("the registry");
     let rootfs = BusyboxRootfs::new().unwrap();
@@ -144,9 +144,27 @@ async fn a_pull_inside_the_vm_reaches_the_hosts_registry() {
     assert!(out.status.success(), "{out:?}");
 }
 
-#[test]
-fn a_port_of_the_vm_answers_on_the_host() {
-    let _turn = lease();
+/// What a server on 127.0.0.1:`port` says first, retried for a minute
+/// (until the listener is up, a forward accepts, then closes at once).
+fn greeting(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut answer = String::new();
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = conn.read_to_string(&mut answer);
+        }
+        if !answer.is_empty() || Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_of_the_vm_answers_on_the_host() {
+    let _turn = lease().await;
     let f = fixture();
     let rootfs = BusyboxRootfs::new_in(share_dir()).unwrap();
     let rootfs = rootfs.path().display().to_string();
@@ -173,28 +191,37 @@ fn a_port_of_the_vm_answers_on_the_host() {
         ],
     );
     assert!(out.status.success(), "{out:?}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        // Until the listener is up, QEMU accepts and then closes at once.
-        let mut answer = String::new();
-        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", f.web)) {
-            conn.set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let _ = conn.read_to_string(&mut answer);
-        }
-        if !answer.is_empty() || Instant::now() > deadline {
-            break answer;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let web = f.web;
+    let answer = tokio::task::spawn_blocking(move || greeting(web))
+        .await
+        .unwrap();
     assert_eq!(answer, "hello from the VM\n");
+
+    // The same port through the guest init's vsock forwarder, as the macOS
+    // backend forwards ports (Virtualization.framework's NAT has none).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let vsock = f.vm.vm_dir().join("vsock.sock");
+    let forward = tokio::spawn(crun_shimd::vm::control::serve_forward(
+        listener, vsock, WEB_PORT,
+    ));
+    let answer = tokio::task::spawn_blocking(move || greeting(port))
+        .await
+        .unwrap();
+    assert_eq!(answer, "hello from the VM\n");
+    forward.abort();
+    let refused = crun_shimd::vm::control::forward(&f.vm.vm_dir().join("vsock.sock"), 1)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("127.0.0.1:1"), "{refused}");
+
     let out = cli(f.vm, &["rm", "-f", "web"]);
     assert!(out.status.success(), "{out:?}");
 }
 
 #[tokio::test]
 async fn a_killed_vm_is_unavailable_then_restarted_with_its_containers() {
-    let _turn = lease();
+    let _turn = lease().await;
     let f = fixture();
     let rootfs = BusyboxRootfs::new_in(share_dir()).unwrap();
     let rootfs = rootfs.path().display().to_string();

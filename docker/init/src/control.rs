@@ -1,9 +1,15 @@
-//! The init's control port on vsock: the host writes `poweroff` and the
-//! guest shuts down cleanly (the agent stopped, disks unmounted). Only the
-//! host can reach a guest's vsock port; the line protocol is one command,
-//! one answer (`ok` or `error: ...`).
+//! The init's control port on vsock. Only the host can reach a guest's
+//! vsock port; the protocol is one command line, one answer line (`ok` or
+//! `error: ...`):
+//!
+//! * `poweroff`: the guest shuts down cleanly (the agent stopped, disks
+//!   unmounted);
+//! * `forward PORT`: the connection is spliced to 127.0.0.1:PORT in the
+//!   guest after the `ok` (how crun-shimd forwards host ports where the
+//!   hypervisor has no forwarding of its own: Virtualization.framework).
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use nix::sys::signal::{Signal, kill};
@@ -42,7 +48,8 @@ pub fn listen(port: u32) {
             };
             // SAFETY: accept returned a new descriptor owned by nobody else.
             let conn = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-            serve(conn);
+            // A forward lasts as long as its connection.
+            std::thread::spawn(move || serve(conn));
         }
     });
 }
@@ -60,8 +67,46 @@ fn serve(conn: std::fs::File) {
             // Handled by the main loop like any other request to stop.
             let _ = kill(Pid::from_raw(1), Signal::SIGPWR);
         }
-        other => {
-            let _ = writer.write_all(format!("error: unknown command {other:?}\n").as_bytes());
-        }
+        command => match command.strip_prefix("forward ").map(str::parse::<u16>) {
+            Some(Ok(port)) => match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(tcp) => {
+                    if writer.write_all(b"ok\n").is_ok() {
+                        // What the reader buffered past the line is the
+                        // client's first bytes.
+                        let early = reader.buffer().to_vec();
+                        splice(conn.try_clone(), tcp, early);
+                    }
+                }
+                Err(e) => {
+                    let _ = writer.write_all(format!("error: 127.0.0.1:{port}: {e}\n").as_bytes());
+                }
+            },
+            _ => {
+                let _ =
+                    writer.write_all(format!("error: unknown command {command:?}\n").as_bytes());
+            }
+        },
     }
+}
+
+/// Copies both ways between the vsock connection and the TCP one until
+/// either side closes.
+fn splice(vsock: std::io::Result<std::fs::File>, mut tcp: TcpStream, early: Vec<u8>) {
+    let (Ok(mut from_host), Ok(mut to_guest)) = (vsock, tcp.try_clone()) else {
+        return;
+    };
+    let Ok(mut to_host) = from_host.try_clone() else {
+        return;
+    };
+    if to_guest.write_all(&early).is_err() {
+        return;
+    }
+    let inbound = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_host, &mut to_guest);
+        let _ = to_guest.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut tcp, &mut to_host);
+    // SAFETY: shuts down the write side of a socket this thread owns.
+    unsafe { libc::shutdown(to_host.as_raw_fd(), libc::SHUT_WR) };
+    let _ = inbound.join();
 }

@@ -454,6 +454,16 @@ impl VmConfig {
             guest_path(format!("shares[{i}].guest_path"), share.guest_path())?;
         }
         self.network.check(name)?;
+        // What each backend has.
+        if cfg!(target_os = "macos") {
+            if self.network.mode == NetworkMode::Restricted
+                || !self.network.guest_forwards.is_empty()
+            {
+                return bad("network: restricted mode and guest_forwards need QEMU (Linux); on macOS the host is the NAT's gateway".into());
+            }
+        } else if self.rosetta {
+            return bad("rosetta: Virtualization.framework on Apple silicon only".into());
+        }
         let cmdline = self.guest_params().render();
         if cmdline.len() + 200 > MAX_COMMAND_LINE {
             return bad(format!(

@@ -5,8 +5,9 @@
 //! * [`config`]: the section and its rules;
 //! * `qemu` (Linux): QEMU (KVM or TCG) with `vhost-device-vsock` and one
 //!   `virtiofsd` per share;
-//! * on macOS the same supervision drives Virtualization.framework through
-//!   `bridge-swift`.
+//! * `vz` (macOS): Virtualization.framework through `bridge-swift`, host
+//!   ports forwarded over vsock by [`control`];
+//! * [`control`]: the guest init's control port (power off, forwards).
 //!
 //! Who owns what: everything of a running VM lives in its runtime
 //! directory (sockets, console log, pids), owned by the daemon; the VM's
@@ -20,8 +21,11 @@
 //! the guest's memory.
 
 pub mod config;
+pub mod control;
 #[cfg(target_os = "linux")]
 mod qemu;
+#[cfg(target_os = "macos")]
+mod vz;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -321,7 +325,12 @@ async fn boot(vm: &Vm, tools: &VmTools, accel: Accel) -> io::Result<qemu::Machin
     qemu::Machine::boot(vm, tools, accel).await
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(target_os = "macos")]
+async fn boot(vm: &Vm, _tools: &VmTools, _accel: Accel) -> io::Result<vz::Machine> {
+    vz::Machine::boot(vm).await
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 async fn boot(_vm: &Vm, _tools: &VmTools, _accel: Accel) -> io::Result<Unsupported> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
@@ -330,10 +339,10 @@ async fn boot(_vm: &Vm, _tools: &VmTools, _accel: Accel) -> io::Result<Unsupport
 }
 
 /// The machine type where no backend exists.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 struct Unsupported;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 impl Unsupported {
     async fn wait(&mut self) -> String {
         std::future::pending().await

@@ -3,18 +3,15 @@
 //! each a child of the daemon that dies with it.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crun_shim_init::params::CONTROL_PORT;
-use libcrun_shim_transport::connect_hybrid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
 use super::config::{Accel, NetworkMode, Protocol, VmConfig};
-use super::{Vm, VmTools, record_pid};
+use super::{Vm, VmTools, control, record_pid};
 
 /// How long a helper may take to create its socket.
 const SOCKET_WAIT: Duration = Duration::from_secs(10);
@@ -92,7 +89,11 @@ impl Machine {
     /// Asks the guest to power off (its init stops the agent and unmounts
     /// the disks), then stops QEMU if it has not exited in time.
     pub(super) async fn stop(&mut self, vm: &Vm) {
-        let asked = tokio::time::timeout(Duration::from_secs(3), poweroff(vm)).await;
+        let asked = tokio::time::timeout(
+            Duration::from_secs(3),
+            control::poweroff(&vm.vsock_socket()),
+        )
+        .await;
         match asked {
             Ok(Ok(())) => {
                 if tokio::time::timeout(POWEROFF_GRACE, self.qemu.wait())
@@ -140,22 +141,6 @@ fn nofile_hard_limit() -> u64 {
         limit.rlim_max
     } else {
         1024
-    }
-}
-
-/// `poweroff` on the init's control port.
-async fn poweroff(vm: &Vm) -> io::Result<()> {
-    let mut stream = connect_hybrid(&vm.vsock_socket(), CONTROL_PORT).await?;
-    stream.write_all(b"poweroff\n").await?;
-    let mut answer = [0u8; 3];
-    stream.read_exact(&mut answer).await?;
-    if &answer == b"ok\n" {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "the guest answered {:?}",
-            String::from_utf8_lossy(&answer)
-        )))
     }
 }
 
@@ -340,7 +325,7 @@ fn relay() -> String {
 }
 
 /// A path inside a QEMU option value (`,` is doubled).
-fn escape(path: &PathBuf) -> String {
+fn escape(path: &Path) -> String {
     path.display().to_string().replace(',', ",,")
 }
 
