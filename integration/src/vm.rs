@@ -13,7 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use tonic::transport::Channel;
@@ -389,13 +389,20 @@ extern "C" fn stop_shared() {
 
 static SHARED_PID: OnceLock<i32> = OnceLock::new();
 
-/// A turn with the shared VM: held by one test at a time.
-pub type Lease = MutexGuard<'static, ()>;
+/// A turn with the shared VM: held by one test at a time, across its
+/// awaits (each test has its own runtime, so an async-aware lock).
+pub type Lease = tokio::sync::MutexGuard<'static, ()>;
+
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Waits for this test's turn with the shared VM.
-pub fn lease() -> Lease {
-    static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn lease() -> Lease {
+    TURN.lock().await
+}
+
+/// [`lease`], for a test that is not async.
+pub fn lease_blocking() -> Lease {
+    TURN.blocking_lock()
 }
 
 static SHARE_DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -98,7 +98,7 @@ impl Harness {
     /// asks), once the tests before this one are done with it, cleared of
     /// their containers.
     pub async fn vm() -> Harness {
-        let lease = integration::vm::lease();
+        let lease = integration::vm::lease().await;
         let vm = vm();
         let rootfs = BusyboxRootfs::new_in(integration::vm::share_dir()).expect("busybox rootfs");
         let channel = vm.channel().await;

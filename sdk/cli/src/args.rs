@@ -17,7 +17,7 @@ use libcrun_shim::{Mount, NetworkMode, RestartPolicy};
 #[derive(Debug, Parser)]
 #[command(name = "crun-shim", version, propagate_version = true)]
 pub struct Cli {
-    /// The daemon: unix:///PATH, a socket path, vsock://CID:PORT or http://HOST:PORT.
+    /// The daemon: unix:///PATH, a socket path, vsock://CID:PORT, hvsock:///PATH:PORT or http://HOST:PORT.
     #[arg(
         long,
         short = 'H',
