@@ -200,8 +200,18 @@ pub struct VmHost {
 
 impl VmHost {
     /// Starts the daemon with the VM and waits until the guest's agent
-    /// serves. The daemon dies with the thread that calls this.
+    /// serves.
     pub fn start(options: &VmOptions) -> io::Result<VmHost> {
+        VmHost::start_inner(options, false)
+    }
+
+    /// [`VmHost::start`], the daemon dying with the calling thread
+    /// (PR_SET_PDEATHSIG): a test binary killed leaves no VM behind.
+    pub fn start_tied(options: &VmOptions) -> io::Result<VmHost> {
+        VmHost::start_inner(options, true)
+    }
+
+    fn start_inner(options: &VmOptions, tied: bool) -> io::Result<VmHost> {
         let image = guest_image()?;
         let agent_root = tempfile::Builder::new().prefix("vm-host-agent").tempdir()?;
         let config = agent_root.path().join("crun-shimd.toml");
@@ -221,12 +231,14 @@ impl VmHost {
             ],
             &[],
             |command| {
-                // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-                unsafe {
-                    command.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                        Ok(())
-                    });
+                if tied {
+                    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+                    unsafe {
+                        command.pre_exec(|| {
+                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                            Ok(())
+                        });
+                    }
                 }
             },
         )?;
@@ -349,7 +361,7 @@ pub fn shared(options: impl FnOnce() -> VmOptions) -> &'static VmHost {
         // lives as long as the test binary.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(VmHost::start(&options));
+            let _ = tx.send(VmHost::start_tied(&options));
             loop {
                 std::thread::park();
             }

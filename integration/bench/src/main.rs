@@ -7,7 +7,9 @@
 //! 4. memory per idle container at 1, 10 and 100, and the metrics of
 //!    all 100 in one call;
 //! 5. exit event latency;
-//! 6. image pull + unpack, and create-to-started of image containers.
+//! 6. image pull + unpack, and create-to-started of image containers;
+//! 7. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
+//!    beside the local one, and one call over hybrid vsock.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -52,7 +54,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// pull).
+    /// pull, vm).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -140,6 +142,16 @@ async fn run_all(
                 record("image-start", Ok(starts));
             }
             Err(e) => record("pull", Err(e)),
+        }
+    }
+    if wanted("vm") {
+        match scenarios::vm::measure(&setup).await {
+            Ok([boot, cycle, hop]) => {
+                record("vm-boot", Ok(boot));
+                record("vm-lifecycle", Ok(cycle));
+                record("vm-hop", Ok(hop));
+            }
+            Err(e) => record("vm", Err(e)),
         }
     }
     Ok(report)

@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod memory;
 pub mod throughput;
+pub mod vm;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
