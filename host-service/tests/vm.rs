@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use integration::registry::{Compression, Registry, TestImage, free_port, tar_of_dir};
-use integration::vm::{VmHost, VmOptions, lease, lease_blocking, share_dir, shared};
+use integration::vm::{VmHost, VmOptions, lease, lease_blocking, scratch_dir, share_dir, shared};
 use integration::{BusyboxRootfs, binary};
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
@@ -37,7 +37,7 @@ fn fixture() -> Fixture {
         *PORTS.get_or_init(|| (free_port().expect("a port"), free_port().expect("a port")));
     let vm = shared(|| VmOptions {
         shares: vec![share_dir().to_path_buf()],
-        state_disk: Some(share_dir().with_extension("state.img")),
+        state_disk: Some(scratch_dir().join("state.img")),
         network: "restricted".into(),
         port_forwards: vec![(web, WEB_PORT)],
         guest_forwards: vec![(5000, format!("127.0.0.1:{registry}").parse().unwrap())],

@@ -394,7 +394,7 @@ extern "C" fn stop_shared() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    if let Some(dir) = SHARE_DIR.get() {
+    for dir in [SHARE_DIR.get(), SCRATCH_DIR.get()].into_iter().flatten() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -418,6 +418,19 @@ pub fn lease_blocking() -> Lease {
 }
 
 static SHARE_DIR: OnceLock<PathBuf> = OnceLock::new();
+static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// A private directory for the shared VM's files that the guest does not
+/// see (its state disk), removed when the test binary exits.
+pub fn scratch_dir() -> &'static Path {
+    SCRATCH_DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("libcrun-shim-vm-scratch")
+            .tempdir()
+            .expect("a scratch directory")
+            .keep()
+    })
+}
 
 /// A directory for the shared VM to share with its guest (a fresh
 /// temporary directory, removed when the test binary exits).
