@@ -24,8 +24,15 @@ use crate::error::{Error, Result};
 pub use libcrun_shim_transport::Endpoint;
 
 /// Parses an agent's endpoint, as a configuration error when it is bad.
+/// Agents listen on Unix sockets and vsock only, never on TCP.
 pub fn parse_endpoint(s: &str) -> Result<Endpoint> {
-    Endpoint::parse(s).map_err(|e| Error::Config(e.to_string()))
+    match Endpoint::parse(s) {
+        Ok(Endpoint::Http(_)) => Err(Error::Config(format!(
+            "agent endpoint {s:?}: agents are reached over unix://, vsock:// or hvsock://"
+        ))),
+        Ok(endpoint) => Ok(endpoint),
+        Err(e) => Err(Error::Config(e.to_string())),
+    }
 }
 
 /// A channel to `endpoint` that connects (and reconnects) when used.

@@ -596,7 +596,10 @@ mod tests {
     fn vm(extra: &str) -> std::result::Result<VmConfig, String> {
         let text = format!("kernel = \"/k\"\ninitramfs = \"/i\"\n{extra}");
         let config: VmConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
-        config.check("t").map_err(|e| e.to_string())?;
+        config.check("t").map_err(|e| match e {
+            Error::Config(message) => message,
+            other => other.to_string(),
+        })?;
         Ok(config)
     }
 
