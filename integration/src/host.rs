@@ -1,6 +1,7 @@
 //! A real `crun-shimd` process for tests, on a private socket.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ pub struct HostProcess {
     binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
-    customize: fn(&mut Command),
+    tied: bool,
     dir: tempfile::TempDir,
     /// The state root of the local agent [`HostProcess::start_local`] started.
     agent_root: Option<tempfile::TempDir>,
@@ -38,29 +39,30 @@ impl HostProcess {
         args: &[String],
         env: &[(&str, &str)],
     ) -> io::Result<HostProcess> {
-        Self::start_with(binary, args, env, |_| {})
+        Self::start_with(binary, args, env, false)
     }
 
-    /// [`HostProcess::start_with_env`], with `customize` applied to the
-    /// command before it runs.
+    /// [`HostProcess::start_with_env`]; with `tied`, the daemon gets SIGTERM
+    /// when the thread that started it ends (PR_SET_PDEATHSIG), so a test
+    /// process that dies takes its daemon (and the VMs it runs) along.
     pub fn start_with(
         binary: &Path,
         args: &[String],
         env: &[(&str, &str)],
-        customize: fn(&mut Command),
+        tied: bool,
     ) -> io::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("host-test").tempdir()?;
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let process = Self::spawn(binary, args, &env, dir.path(), customize)?;
+        let process = Self::spawn(binary, args, &env, dir.path(), tied)?;
         Ok(HostProcess {
             process,
             binary: binary.to_path_buf(),
             args: args.to_vec(),
             env,
-            customize,
+            tied,
             dir,
             agent_root: None,
         })
@@ -71,7 +73,7 @@ impl HostProcess {
         args: &[String],
         env: &[(String, String)],
         dir: &Path,
-        customize: fn(&mut Command),
+        tied: bool,
     ) -> io::Result<Served> {
         let socket = dir.join("run/crun-shimd.sock");
         let mut command = Command::new(binary);
@@ -80,7 +82,15 @@ impl HostProcess {
             .arg(&socket)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)));
-        customize(&mut command);
+        if tied {
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
         Served::start(command, &socket, &dir.join("crun-shimd.log"), "crun-shimd")
     }
 
@@ -99,7 +109,7 @@ impl HostProcess {
             &self.args,
             &self.env,
             self.dir.path(),
-            self.customize,
+            self.tied,
         )?;
         Ok(())
     }

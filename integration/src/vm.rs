@@ -11,7 +11,6 @@
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -230,17 +229,7 @@ impl VmHost {
                 agent_root.path().join("root").display().to_string(),
             ],
             &[],
-            |command| {
-                if tied {
-                    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-                    unsafe {
-                        command.pre_exec(|| {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                            Ok(())
-                        });
-                    }
-                }
-            },
+            tied,
         )?;
         let vm = VmHost {
             host,
