@@ -284,3 +284,30 @@ async fn every_started_exec_gets_its_exit_after_an_agent_sigkill() {
     assert_eq!(left, 0, "the lost exec still runs");
     h.delete("host", true).await.expect("delete");
 }
+
+/// A power loss (a VM killed, a host that crashed) can leave libcrun's
+/// seccomp cache with an empty entry: libcrun writes it without fsync. The
+/// restarted agent must not load it (`seccomp (SECCOMP_SET_MODE_FILTER):
+/// Invalid argument` for every later container).
+#[tokio::test]
+async fn a_seccomp_cache_cut_short_by_a_power_loss_stops_no_container() {
+    let mut h = Harness::start().await;
+    h.run("first", "exit 0").await;
+    assert_eq!(h.wait("first").await.exit_code, 0);
+    let cache = h.local().root().join("libcrun/.cache/seccomp");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("libcrun caches the default profile")
+        .flatten()
+        .collect();
+    assert!(!entries.is_empty(), "no entry in {}", cache.display());
+
+    h.local_mut().kill();
+    // What ext4 leaves of a file written without fsync when the power goes.
+    for entry in &entries {
+        std::fs::File::create(entry.path()).unwrap();
+    }
+    h.local_mut().restart().expect("restart");
+    h.reconnect().await;
+    h.run("second", "exit 3").await;
+    assert_eq!(h.wait("second").await.exit_code, 3);
+}
