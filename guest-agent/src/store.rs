@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! ROOT/libcrun/                 libcrun's state root
+//!     .cache/seccomp/           libcrun's compiled seccomp filters, not crash-safe:
+//!                               emptied at each agent start (backend::libcrun)
 //! ROOT/containers/ID/           one directory per container (also its OCI bundle)
 //!     config.json               the OCI runtime spec it runs with
 //!     record.json               the agent's record (written by the agent)
