@@ -31,7 +31,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crun_shim_init::params::{AGENT_PORT, MAX_COMMAND_LINE, STATE_ROOT};
+use crun_shim_init::params::{
+    AGENT_PORT, GuestMount, GuestNetwork, GuestParams, MAX_COMMAND_LINE, STATE_ROOT,
+};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
@@ -464,7 +466,7 @@ impl VmConfig {
         } else if self.rosetta {
             return bad("rosetta: Virtualization.framework on Apple silicon only".into());
         }
-        let cmdline = self.guest_params().render();
+        let cmdline = GuestParams::from(self).render();
         if cmdline.len() + 200 > MAX_COMMAND_LINE {
             return bad(format!(
                 "the guest's kernel command line would be {} bytes, more than {MAX_COMMAND_LINE}: fewer or shorter shares and disks",
@@ -481,13 +483,14 @@ impl VmConfig {
             .iter()
             .any(|d| !d.read_only && d.mount.as_deref() == Some(Path::new(STATE_ROOT)))
     }
+}
 
-    /// What the guest's init is told.
-    pub fn guest_params(&self) -> crun_shim_init::params::GuestParams {
-        use crun_shim_init::params::{GuestMount, GuestNetwork, GuestParams};
+/// What the guest's init is told about a VM.
+impl From<&VmConfig> for GuestParams {
+    fn from(config: &VmConfig) -> GuestParams {
         GuestParams {
-            agent_port: self.port,
-            disks: self
+            agent_port: config.port,
+            disks: config
                 .disks
                 .iter()
                 .enumerate()
@@ -499,7 +502,7 @@ impl VmConfig {
                     })
                 })
                 .collect(),
-            shares: self
+            shares: config
                 .shares
                 .iter()
                 .enumerate()
@@ -509,7 +512,7 @@ impl VmConfig {
                     read_only: s.read_only,
                 })
                 .collect(),
-            network: match self.network.mode {
+            network: match config.network.mode {
                 NetworkMode::None => GuestNetwork::None,
                 NetworkMode::Nat | NetworkMode::Restricted if cfg!(target_os = "macos") => {
                     GuestNetwork::Dhcp
@@ -518,12 +521,12 @@ impl VmConfig {
                 NetworkMode::Nat | NetworkMode::Restricted => GuestNetwork::Static {
                     address: "10.0.2.15/24".into(),
                     gateway: "10.0.2.2".into(),
-                    dns: (self.network.mode == NetworkMode::Nat).then(|| "10.0.2.3".into()),
+                    dns: (config.network.mode == NetworkMode::Nat).then(|| "10.0.2.3".into()),
                 },
             },
-            insecure_registries: self.insecure_registries.clone(),
-            rosetta: self.rosetta,
-            log: self.log.clone(),
+            insecure_registries: config.insecure_registries.clone(),
+            rosetta: config.rosetta,
+            log: config.log.clone(),
             ..GuestParams::default()
         }
     }
@@ -654,7 +657,7 @@ read_only = true
         .unwrap();
         assert!(c.persistent_state());
         assert_eq!(c.boot_timeout, Duration::from_secs(30));
-        let params = c.guest_params();
+        let params = GuestParams::from(&c);
         assert_eq!(params.disks[0].source, "vda");
         assert_eq!(params.shares[0].source, "share0");
         assert_eq!(params.shares[0].path, dir.path());

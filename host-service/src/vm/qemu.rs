@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crun_shim_init::params::GuestParams;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -212,7 +213,7 @@ async fn wait_socket(socket: &Path, helpers: &mut [(&'static str, Child)]) -> io
 fn kernel_command_line(config: &VmConfig) -> String {
     format!(
         "console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp {}",
-        config.guest_params().render()
+        GuestParams::from(config).render()
     )
 }
 

@@ -11,6 +11,7 @@ use std::io;
 use std::time::Duration;
 
 use bridge_swift::{Disk, Share, VmSpec};
+use crun_shim_init::params::GuestParams;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -33,7 +34,10 @@ impl Machine {
         let spec = VmSpec {
             kernel: c.kernel.clone(),
             initramfs: c.initramfs.clone(),
-            command_line: format!("console=hvc0 panic=-1 quiet {}", c.guest_params().render()),
+            command_line: format!(
+                "console=hvc0 panic=-1 quiet {}",
+                GuestParams::from(c).render()
+            ),
             cpus: c.cpus,
             memory_bytes: c.memory.0,
             disks: c
