@@ -312,6 +312,19 @@ impl VmHost {
         std::fs::read_to_string(self.vm_dir().join("console.log")).unwrap_or_default()
     }
 
+    /// The guest's uptime (its own clock, from the kernel's start) when its
+    /// init started the agent, read from the console: the part of the boot
+    /// spent in the guest's kernel and init, as against QEMU, the firmware
+    /// and loading the kernel before it, and the agent's start after it.
+    pub fn guest_uptime_at_agent_start(&self) -> Option<Duration> {
+        let console = self.console();
+        let line = console
+            .lines()
+            .find(|l| l.contains("crun-shim-init: agent started"))?;
+        let uptime = line.strip_prefix('[')?.split(']').next()?.trim();
+        Some(Duration::from_secs_f64(uptime.parse().ok()?))
+    }
+
     /// A channel straight to the guest's agent, over hybrid vsock.
     pub async fn channel(&self) -> Channel {
         self.try_channel()
