@@ -25,6 +25,8 @@ use crate::model::{
     Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Seccomp, Status,
 };
 use crate::runtime::ContainerView;
+use crate::runtime::process::ProcessRecord;
+use crate::stdio::{OutputTarget, StdioConfig};
 
 /// A message that does not convert to the runtime's types.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,6 +58,9 @@ pub enum ConversionError {
         /// Its value.
         value: prost_types::Duration,
     },
+    /// A value whose text form does not parse (a stdio path or URI).
+    #[error("{0}")]
+    Form(String),
 }
 
 /// The result of a conversion from the wire.
@@ -191,6 +196,9 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
                 .transpose()?
                 .unwrap_or_default(),
             no_new_privileges: c.no_new_privileges,
+            oci_spec: non_empty(c.oci_spec_json),
+            stdio: c.stdio.unwrap_or_default().try_into()?,
+            open_stdin: c.open_stdin,
         })
     }
 }
@@ -349,6 +357,57 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             annotations: c.annotations.clone().into_iter().collect(),
             seccomp: Some((&c.seccomp).into()),
             no_new_privileges: c.no_new_privileges,
+            oci_spec_json: c.oci_spec.clone().unwrap_or_default(),
+            stdio: (!c.stdio.is_empty()).then(|| (&c.stdio).into()),
+            open_stdin: c.open_stdin,
+        }
+    }
+}
+
+impl TryFrom<pb::StdioConfig> for StdioConfig {
+    type Error = ConversionError;
+
+    /// Where a process's streams go, from their text forms (absolute
+    /// paths, `file://` and `binary://` URIs).
+    fn try_from(s: pb::StdioConfig) -> Converted<StdioConfig> {
+        StdioConfig::parse(
+            &s.stdin,
+            &s.stdout,
+            &s.stderr,
+            s.logger_env.into_iter().collect(),
+        )
+        .map_err(|e| ConversionError::Form(e.to_string()))
+    }
+}
+
+impl From<&StdioConfig> for pb::StdioConfig {
+    fn from(s: &StdioConfig) -> pb::StdioConfig {
+        let text =
+            |t: &Option<OutputTarget>| t.as_ref().map(ToString::to_string).unwrap_or_default();
+        pb::StdioConfig {
+            stdin: s
+                .stdin
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            stdout: text(&s.stdout),
+            stderr: text(&s.stderr),
+            logger_env: s.logger_env.clone().into_iter().collect(),
+        }
+    }
+}
+
+impl From<&ProcessRecord> for pb::ProcessState {
+    /// A detached process's state.
+    fn from(r: &ProcessRecord) -> pb::ProcessState {
+        pb::ProcessState {
+            container_id: r.container_id.clone(),
+            exec_id: r.exec_id.clone(),
+            pid: u32::try_from(r.pid).unwrap_or(0),
+            running: r.exit.is_none(),
+            exit: r.exit.as_ref().map(Into::into),
+            terminal: r.terminal,
+            stdio: (!r.stdio.is_empty()).then(|| (&r.stdio).into()),
         }
     }
 }

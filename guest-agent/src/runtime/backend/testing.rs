@@ -245,8 +245,29 @@ impl Backend for TestBackend {
         Ok(())
     }
 
+    fn pids(&self, id: &str) -> libcrun_sys::Result<Vec<i32>> {
+        Ok(self
+            .state()
+            .containers
+            .get(id)
+            .filter(|c| c.alive)
+            .map(|c| vec![c.pid])
+            .unwrap_or_default())
+    }
+
     fn create(&self, args: MonitorArgs) -> BoxFuture<'static, Result<Created>> {
         let mut state = self.state();
+        if args.exec.is_some() {
+            // A detached exec process: a monitor that runs until signalled.
+            let pid = state.pid();
+            let monitor = state.pid();
+            state.processes.insert(monitor, watch::channel(true).0);
+            let monitor = ProcessRef {
+                pid: monitor,
+                start_time: 1,
+            };
+            return Box::pin(async move { Ok(Created { pid, monitor }) });
+        }
         state.calls.push(Call::Create {
             id: args.id.clone(),
             run: args.run,
