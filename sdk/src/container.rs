@@ -124,6 +124,9 @@ pub struct ContainerConfig {
     /// Run the processes with no_new_privs (setuid binaries do not raise
     /// privileges). `None`: the runtime's default, on.
     pub no_new_privileges: Option<bool>,
+    /// Keep the command's stdin open for [`ContainerRuntime::attach`](crate::ContainerRuntime::attach)
+    /// (Docker's `-i`); otherwise it reads /dev/null.
+    pub open_stdin: bool,
 }
 
 /// The seccomp filter of a container.

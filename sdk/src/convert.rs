@@ -206,6 +206,9 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             annotations: config.annotations.into_iter().collect(),
             seccomp: Some(config.seccomp.into()),
             no_new_privileges: config.no_new_privileges,
+            oci_spec_json: String::new(),
+            stdio: None,
+            open_stdin: config.open_stdin,
         }
     }
 }
@@ -271,6 +274,7 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             annotations: c.annotations.into_iter().collect(),
             seccomp: c.seccomp.map(Into::into).unwrap_or_default(),
             no_new_privileges: c.no_new_privileges,
+            open_stdin: c.open_stdin,
         })
     }
 }

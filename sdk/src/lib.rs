@@ -54,6 +54,8 @@ mod images;
 mod logs;
 mod metrics;
 mod runtime;
+#[cfg(feature = "shim-v2")]
+pub mod shim;
 mod system;
 mod transport;
 
@@ -81,6 +83,8 @@ pub use metrics::{
     PidsMetrics,
 };
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
+#[cfg(feature = "shim-v2")]
+pub use shim::ShimV2;
 pub use system::{
     AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, RecoverReport, ShutdownOptions,
     Version,

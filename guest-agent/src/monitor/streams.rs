@@ -492,11 +492,15 @@ impl Hub {
     /// false when it is gone.
     fn serve_client(&mut self, i: usize) -> bool {
         let mut buf = [0u8; 64 * 1024];
+        let mut detached = false;
         loop {
             match (&self.clients[i].stream).read(&mut buf) {
                 // The client detached (the agent closes its connection when
-                // its Attach stream ends).
-                Ok(0) => return false,
+                // its Attach stream ends): what it sent before still counts.
+                Ok(0) => {
+                    detached = true;
+                    break;
+                }
                 Ok(n) => self.clients[i].input.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -530,10 +534,10 @@ impl Hub {
                 _ => {}
             }
         }
-        if self.clients[i].input.len() > MAX_FRAME + 5 {
+        self.flush_stdin();
+        if detached || self.clients[i].input.len() > MAX_FRAME + 5 {
             return false;
         }
-        self.flush_stdin();
         let client = &mut self.clients[i];
         write_some(client.stream.as_fd(), &mut client.output).is_ok()
     }
