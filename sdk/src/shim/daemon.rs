@@ -42,14 +42,15 @@ pub(super) fn endpoint(bundle: &Path) -> String {
 /// [`endpoint`] finds it.
 pub(super) fn endpoint_for_start(bundle: &Path) -> String {
     let mut options = Vec::new();
-    if !nix_isatty_stdin() {
+    if !stdin_is_terminal() {
         use std::io::Read;
         let _ = std::io::stdin().read_to_end(&mut options);
     }
     endpoint_from_options(&options).unwrap_or_else(|| endpoint(bundle))
 }
 
-fn nix_isatty_stdin() -> bool {
+/// Whether stdin is a terminal (then no options come on it).
+pub(super) fn stdin_is_terminal() -> bool {
     // SAFETY: isatty only inspects descriptor 0.
     unsafe { libc::isatty(0) == 1 }
 }

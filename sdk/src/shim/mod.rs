@@ -262,6 +262,17 @@ fn protobuf_time(
 /// single-threaded runtime: a shim is idle almost all the time, and each
 /// thread would cost memory per container.
 pub fn main() {
+    // containerd 2 asks `-info` (runtime options on stdin) for the shim's
+    // name and version.
+    if std::env::args().any(|a| a == "-info" || a == "--info") {
+        std::process::exit(match print_info() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("{RUNTIME_ID}: {e}");
+                1
+            }
+        });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -269,4 +280,25 @@ pub fn main() {
     runtime.block_on(containerd_shim::asynchronous::run::<Process>(
         RUNTIME_ID, None,
     ));
+}
+
+/// Prints the shim's `RuntimeInfo` (protobuf) for containerd's `-info`.
+fn print_info() -> std::io::Result<()> {
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    use std::io::{Read, Write};
+    let mut options = Vec::new();
+    if !daemon::stdin_is_terminal() {
+        std::io::stdin().read_to_end(&mut options)?;
+    }
+    let info = RuntimeInfo {
+        name: RUNTIME_ID.into(),
+        version: containerd_shim::protos::protobuf::MessageField::some(RuntimeVersion {
+            version: crate::VERSION.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let bytes = info.write_to_bytes().map_err(std::io::Error::other)?;
+    std::io::stdout().write_all(&bytes)
 }
