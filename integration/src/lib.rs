@@ -8,6 +8,7 @@
 //! [`critest_images`] builds the images critest pulls.
 
 pub mod agent;
+pub mod containerd;
 pub mod critest_images;
 pub mod host;
 pub mod registry;

@@ -66,7 +66,7 @@ pub use config::{
 };
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 pub use convert::ConversionError;
 pub use error::{Error, Result};

@@ -23,12 +23,26 @@ pub enum RootSource {
     Rootfs(PathBuf),
     /// An image reference in the agent's image store.
     Image(String),
+    /// Mounts made in order on a directory of the agent's.
+    Mounts(Vec<RootfsMount>),
+}
+
+/// One mount of a root filesystem given as mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootfsMount {
+    /// Filesystem type ("overlay", "bind").
+    pub kind: String,
+    /// Source.
+    pub source: String,
+    /// Flags and filesystem data, as mount(8) takes them.
+    pub options: Vec<String>,
 }
 
 impl RootSource {
-    /// Checks the form of the source: an absolute rootfs path, or a
-    /// non-empty image reference. Whether the directory or the image exists
-    /// is the runtime's to find out.
+    /// Checks the form of the source: an absolute rootfs path, a
+    /// non-empty image reference, or at least one mount, each with a type.
+    /// Whether the directory, the image or the mount sources exist is the
+    /// runtime's to find out.
     pub fn validate(&self) -> Result<()> {
         match self {
             RootSource::Rootfs(path) if path.as_os_str().is_empty() => Err(Error::InvalidArgument(
@@ -40,6 +54,12 @@ impl RootSource {
             RootSource::Image(reference) if reference.is_empty() => Err(Error::InvalidArgument(
                 "a rootfs path or an image is required".into(),
             )),
+            RootSource::Mounts(mounts) if mounts.is_empty() => Err(Error::InvalidArgument(
+                "root filesystem mounts: at least one is required".into(),
+            )),
+            RootSource::Mounts(mounts) if mounts.iter().any(|m| m.kind.is_empty()) => Err(
+                Error::InvalidArgument("root filesystem mounts: each needs a type".into()),
+            ),
             _ => Ok(()),
         }
     }
@@ -401,6 +421,7 @@ impl ContainerConfig {
         let root = match &self.root {
             RootSource::Rootfs(path) => path.as_os_str().to_str().unwrap_or_default(),
             RootSource::Image(reference) => reference,
+            RootSource::Mounts(_) => "",
         };
         let singles = [
             ("rootfs or image", Some(root)),
@@ -422,6 +443,18 @@ impl ContainerConfig {
             .into_iter()
             .chain(m.options.iter().map(|o| ("mount option", o.as_str())))
         });
+        let root_mounts = match &self.root {
+            RootSource::Mounts(mounts) => mounts.as_slice(),
+            _ => &[],
+        };
+        let root_mounts = root_mounts.iter().flat_map(|m| {
+            [
+                ("root mount source", m.source.as_str()),
+                ("root mount type", m.kind.as_str()),
+            ]
+            .into_iter()
+            .chain(m.options.iter().map(|o| ("root mount option", o.as_str())))
+        });
         let all = singles
             .into_iter()
             .filter_map(|(what, s)| s.map(|s| (what, s)))
@@ -430,7 +463,8 @@ impl ContainerConfig {
                     .into_iter()
                     .flat_map(|(what, list)| list.iter().map(move |s| (what, s.as_str()))),
             )
-            .chain(mounts);
+            .chain(mounts)
+            .chain(root_mounts);
         refuse_nul(all)
     }
 

@@ -61,6 +61,7 @@ impl Runtime {
         let id = config.id.clone();
         let (rootfs, image_digest) = match &config.root {
             RootSource::Rootfs(path) => (check_rootfs(path)?, None),
+            RootSource::Mounts(mounts) => (self.mount_given_rootfs(&id, mounts)?, None),
             RootSource::Image(_) => {
                 let (image, rootfs) = self.prepare_image_rootfs(&mut config)?;
                 // What the image gave follows the rules too.
@@ -163,6 +164,9 @@ impl Runtime {
     ) -> Result<Created> {
         let id = &config.id;
         self.remount_image_rootfs(id)?;
+        if let RootSource::Mounts(mounts) = &config.root {
+            self.mount_given_rootfs(id, mounts)?;
+        }
         self.backend
             .create(MonitorArgs {
                 root: self.store.root().to_path_buf(),

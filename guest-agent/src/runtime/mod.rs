@@ -16,6 +16,7 @@ mod health;
 mod images;
 mod launch;
 mod lifecycle;
+mod mounts;
 mod observe;
 pub mod process;
 mod recovery;

@@ -22,7 +22,8 @@ use crate::logs::{LogEntry, LogQuery, Stream};
 use crate::model::{
     CapabilityChanges, ContainerConfig, ContainerMetrics, Event, EventDetails, EventFilter,
     EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount, NetworkMode,
-    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, Seccomp, Status,
+    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, RootfsMount,
+    Seccomp, Status,
 };
 use crate::runtime::ContainerView;
 use crate::runtime::process::ProcessRecord;
@@ -117,7 +118,14 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
         let root = match c.root {
             Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
             Some(Root::Image(reference)) => RootSource::Image(reference),
-            None => return Err(ConversionError::Missing("a rootfs path or an image")),
+            Some(Root::RootfsMounts(m)) => {
+                RootSource::Mounts(m.mounts.into_iter().map(RootfsMount::from).collect())
+            }
+            None => {
+                return Err(ConversionError::Missing(
+                    "a rootfs path, an image or root filesystem mounts",
+                ));
+            }
         };
         let network = match known(c.network_mode, "network mode")? {
             pb::NetworkMode::Unspecified | pb::NetworkMode::None => NetworkMode::None,
@@ -234,6 +242,26 @@ impl From<&Seccomp> for pb::SeccompProfile {
     }
 }
 
+impl From<pb::RootfsMount> for RootfsMount {
+    fn from(m: pb::RootfsMount) -> RootfsMount {
+        RootfsMount {
+            kind: m.r#type,
+            source: m.source,
+            options: m.options,
+        }
+    }
+}
+
+impl From<&RootfsMount> for pb::RootfsMount {
+    fn from(m: &RootfsMount) -> pb::RootfsMount {
+        pb::RootfsMount {
+            r#type: m.kind.clone(),
+            source: m.source.clone(),
+            options: m.options.clone(),
+        }
+    }
+}
+
 impl From<pb::Mount> for Mount {
     fn from(m: pb::Mount) -> Mount {
         Mount {
@@ -297,6 +325,9 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             root: Some(match &c.root {
                 RootSource::Rootfs(p) => Root::Rootfs(p.display().to_string()),
                 RootSource::Image(r) => Root::Image(r.clone()),
+                RootSource::Mounts(mounts) => Root::RootfsMounts(pb::RootfsMounts {
+                    mounts: mounts.iter().map(pb::RootfsMount::from).collect(),
+                }),
             }),
             command: c.command.clone(),
             args: c.args.clone(),

@@ -197,12 +197,17 @@ impl Shim for Process {
         // Recorded for a `delete` run after the shim or the daemon died.
         let _ = std::fs::write(self.bundle.join(ENDPOINT_FILE), &endpoint);
         let grouping = grouping(&self.bundle).unwrap_or_else(|| opts.id.clone());
-        spawn(
+        let address = spawn(
             opts,
             &grouping,
             vec![(crate::config::HOST_ENV, endpoint.as_str())],
         )
-        .await
+        .await?;
+        // containerd 1.6 reconnects to the shim through this file after a
+        // restart of its own.
+        std::fs::write(self.bundle.join("address"), &address)
+            .map_err(|e| containerd_shim::Error::Other(format!("writing the address file: {e}")))?;
+        Ok(address)
     }
 
     /// Cleans up after a task whose shim is gone: removes the container

@@ -145,7 +145,9 @@ fn read_bundle(bundle: &Path) -> TtrpcResult<(String, PathBuf)> {
     Ok((json, root))
 }
 
-/// Unmounts whatever is mounted on the bundle's `rootfs`.
+/// Unmounts whatever is mounted on the bundle's `rootfs` (the agent mounts
+/// snapshots in a directory of its own; something else may have mounted
+/// one here).
 pub(crate) fn unmount_rootfs(bundle: &Path) {
     let rootfs = bundle.join("rootfs");
     if let Some(path) = rootfs.to_str() {
@@ -183,24 +185,6 @@ impl Task for Service {
         }
         let bundle = PathBuf::from(&req.bundle);
         let (spec_json, root) = read_bundle(&bundle)?;
-        // The snapshotter's mounts, on <bundle>/rootfs (unmounted at delete).
-        let mounted = !req.rootfs.is_empty();
-        if mounted {
-            std::fs::create_dir_all(bundle.join("rootfs"))
-                .map_err(|e| ttrpc_error(ttrpc::Code::INTERNAL, format!("rootfs: {e}")))?;
-            for m in &req.rootfs {
-                if let Err(e) =
-                    containerd_shim::asynchronous::util::mount_rootfs(m, bundle.join("rootfs"))
-                        .await
-                {
-                    unmount_rootfs(&bundle);
-                    return Err(ttrpc_error(
-                        ttrpc::Code::INTERNAL,
-                        format!("mounting the root filesystem: {e}"),
-                    ));
-                }
-            }
-        }
         let labels: BTreeMap<String, String> = [
             (LABEL_NAMESPACE, self.inner.namespace.as_str()),
             (LABEL_ID, req.id.as_str()),
@@ -212,9 +196,23 @@ impl Task for Service {
         .collect();
         let config = pb::ContainerConfig {
             id: self.id(&req.id),
-            root: Some(pb::container_config::Root::Rootfs(
-                root.display().to_string(),
-            )),
+            // The snapshotter's mounts are made by the agent, in its own
+            // mount namespace; a `--rootfs` directory is used in place.
+            root: Some(if req.rootfs.is_empty() {
+                pb::container_config::Root::Rootfs(root.display().to_string())
+            } else {
+                pb::container_config::Root::RootfsMounts(pb::RootfsMounts {
+                    mounts: req
+                        .rootfs
+                        .iter()
+                        .map(|m| pb::RootfsMount {
+                            r#type: m.type_.clone(),
+                            source: m.source.clone(),
+                            options: m.options.clone(),
+                        })
+                        .collect(),
+                })
+            }),
             labels: labels.into_iter().collect(),
             oci_spec_json: spec_json,
             stdio: Some(pb::StdioConfig {
@@ -245,15 +243,7 @@ impl Task for Service {
                 .map_err(status_error)
         }
         .await;
-        let container = match created {
-            Ok(r) => r.into_inner().container.unwrap_or_default(),
-            Err(e) => {
-                if mounted {
-                    unmount_rootfs(&bundle);
-                }
-                return Err(e);
-            }
-        };
+        let container = created?.into_inner().container.unwrap_or_default();
         Ok(api::CreateTaskResponse {
             pid: container.pid,
             ..Default::default()
@@ -374,13 +364,6 @@ impl Task for Service {
             }))
             .await
             .map_err(status_error)?;
-        if let Some(bundle) = container
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.get(LABEL_BUNDLE))
-        {
-            unmount_rootfs(Path::new(bundle));
-        }
         let exit = container.last_exit.unwrap_or_default();
         Ok(api::DeleteResponse {
             pid: container.pid,
