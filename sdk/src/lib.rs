@@ -42,6 +42,7 @@
 //! }
 //! ```
 
+mod attach;
 mod client;
 mod config;
 mod container;
@@ -59,6 +60,7 @@ pub mod shim;
 mod system;
 mod transport;
 
+pub use attach::{AttachInput, AttachSession};
 pub use config::{
     DEFAULT_SOCKET, DEFAULT_VSOCK_PORT, DiskFormat, HOST_ENV, MAX_VIRTIO_FS_TAG, PortForward,
     Protocol, ROSETTA_TAG, RosettaConfig, RuntimeConfig, VirtioFsShare, VmDiskConfig,

@@ -86,10 +86,10 @@ fn cgroup_v2() -> bool {
 /// containerd's metrics (cgroup v1 or v2 types, as its runc shim gives
 /// them) of ours.
 pub(super) fn metrics(m: &pb::ContainerMetrics) -> Any {
-    let cpu = m.cpu.clone().unwrap_or_default();
-    let memory = m.memory.clone().unwrap_or_default();
-    let pids = m.pids.clone().unwrap_or_default();
-    let blkio = m.blkio.clone().unwrap_or_default();
+    let cpu = m.cpu.unwrap_or_default();
+    let memory = m.memory.unwrap_or_default();
+    let pids = m.pids.unwrap_or_default();
+    let blkio = m.blkio.unwrap_or_default();
     let (type_url, value) = if cgroup_v2() {
         let metrics = v2::Metrics {
             pids: MessageField::some(v2::PidsStat {

@@ -211,7 +211,7 @@ impl Relay {
                 };
                 let seen = self.seen.entry(id.clone()).or_default();
                 let pid = if exec_id.is_empty() {
-                    seen.exit = Some(exit.clone());
+                    seen.exit = Some(exit);
                     seen.pid
                 } else {
                     seen.exec_pids.get(&exec_id).copied().unwrap_or(0)

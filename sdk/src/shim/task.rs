@@ -427,7 +427,7 @@ impl Task for Service {
         let c = self.inspect(&req.id).await?;
         let config = c.config.clone().unwrap_or_default();
         let stdio = config.stdio.unwrap_or_default();
-        let exit = c.last_exit.clone().unwrap_or_default();
+        let exit = c.last_exit.unwrap_or_default();
         Ok(api::StateResponse {
             id: req.id.clone(),
             bundle: config.labels.get(LABEL_BUNDLE).cloned().unwrap_or_default(),

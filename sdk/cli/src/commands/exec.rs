@@ -1,7 +1,7 @@
 //! `exec`: a process in a running container, its output as it comes, and
 //! with `-it` this terminal attached to its pseudo-terminal.
 
-use libcrun_shim::{ContainerRuntime, ExecInput, ExecOptions, ExecOutput};
+use libcrun_shim::{AttachInput, ContainerRuntime, ExecInput, ExecOptions, ExecOutput};
 use tokio::io::AsyncReadExt;
 
 use super::containers::write_all;
@@ -76,4 +76,79 @@ async fn follow_resizes(input: ExecInput) {
             return;
         }
     }
+}
+
+/// Attaches to a container's main process: its output here, this
+/// terminal's stdin there (when `stdin` and the container keeps one open;
+/// raw mode on a terminal container), until it exits; returns its exit code.
+pub async fn attach(rt: &ContainerRuntime, id: &str, stdin: bool) -> Result {
+    let info = rt.inspect(id).await?;
+    let session = rt.attach(id).await?;
+    follow_attached(
+        session,
+        info.config.terminal,
+        stdin && info.config.open_stdin,
+    )
+    .await
+}
+
+/// Prints an attached process's output, feeds it stdin and resizes while it
+/// runs; returns its exit code.
+pub async fn follow_attached(
+    mut session: libcrun_shim::AttachSession,
+    terminal: bool,
+    stdin: bool,
+) -> Result {
+    let raw = if terminal && stdin {
+        tty::RawMode::enable().map_err(|e| CliError::Io(e.into()))?
+    } else {
+        None
+    };
+    if stdin {
+        let input = session.input();
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buffer = vec![0; 16 * 1024];
+            loop {
+                match stdin.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if input.write(buffer[..n].to_vec()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = input.close_stdin().await;
+        });
+    }
+    if terminal {
+        let input: AttachInput = session.input();
+        if let Some(size) = tty::size() {
+            let _ = input.resize(size).await;
+        }
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut resized) = signal(SignalKind::window_change()) else {
+                return;
+            };
+            while resized.recv().await.is_some() {
+                if let Some(size) = tty::size()
+                    && input.resize(size).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let mut code = ERROR_EXIT;
+    while let Some(output) = session.next().await {
+        match output? {
+            ExecOutput::Stdout(bytes) => write_all(&mut std::io::stdout(), &bytes)?,
+            ExecOutput::Stderr(bytes) => write_all(&mut std::io::stderr(), &bytes)?,
+            ExecOutput::Exit(exit) => code = exit.exit_code,
+        }
+    }
+    drop(raw);
+    Ok(code)
 }
