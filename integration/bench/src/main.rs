@@ -7,7 +7,9 @@
 //! 4. memory per idle container at 1, 10 and 100, and the metrics of
 //!    all 100 in one call;
 //! 5. exit event latency;
-//! 6. image pull + unpack, and create-to-started of image containers.
+//! 6. image pull + unpack, and create-to-started of image containers;
+//! 7. containerd through our shim vs its runc.v2 shim on crun: `ctr run
+//!    --rm` latency and memory per idle task.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -52,7 +54,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// pull).
+    /// shim, pull).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -132,6 +134,10 @@ async fn run_all(
     }
     if wanted("events") {
         record("events", scenarios::events::measure(&setup, &ours).await);
+    }
+    if wanted("shim") {
+        record("shim", scenarios::shim::latency(&setup));
+        record("shim-memory", scenarios::shim::memory(&setup));
     }
     if wanted("pull") {
         match scenarios::images::measure(&setup, &ours).await {
