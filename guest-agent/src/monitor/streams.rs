@@ -261,7 +261,7 @@ impl Hub {
             command.pre_exec(move || {
                 let mut moved = fds;
                 for fd in &mut moved {
-                    let high = libc::fcntl(*fd, libc::F_DUPFD, 10);
+                    let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
                     if high < 0 {
                         return Err(io::Error::last_os_error());
                     }

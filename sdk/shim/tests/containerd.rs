@@ -392,6 +392,67 @@ fn a_killed_shim_is_cleaned_up(version: Version) {
     assert_eq!(ctd.ok(&["task", "ls", "-q"]), "");
 }
 
+fn log_uris_file_and_binary(version: Version) {
+    let ctd = Containerd::start(version).unwrap();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let rootfs = rootfs.path();
+    let file = ctd.dir().join("logs/f1.log");
+    let uri = format!("file://{}", file.display());
+    ctd.ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--log-uri",
+        &uri,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "f1",
+        "/bin/sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("out\n") && text.contains("err\n"), "{text:?}");
+
+    // containerd's logging-program protocol: stdout on 3, stderr on 4,
+    // ready when 5 closes; the URI's query gives the arguments.
+    let logger = ctd.dir().join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nout=\"$2/$CONTAINER_NAMESPACE-$CONTAINER_ID\"\nexec 5>&-\ncat <&3 >\"$out.out\" &\ncat <&4 >\"$out.err\" &\nwait\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&logger)
+        .status()
+        .unwrap();
+    let uri = format!("binary://{}?dir={}", logger.display(), ctd.dir().display());
+    ctd.ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--log-uri",
+        &uri,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "b1",
+        "/bin/sh",
+        "-c",
+        "echo to-out; echo to-err >&2",
+    ]);
+    let out = ctd.dir().join("default-b1.out");
+    eventually("the logger's files", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t == "to-out\n")
+    });
+    assert_eq!(
+        std::fs::read_to_string(ctd.dir().join("default-b1.err")).unwrap(),
+        "to-err\n"
+    );
+}
+
 macro_rules! both_versions {
     ($($name:ident),* $(,)?) => {
         mod containerd_1_6 {
@@ -410,4 +471,5 @@ both_versions!(
     a_detached_task_through_its_life,
     a_task_survives_a_containerd_restart,
     a_killed_shim_is_cleaned_up,
+    log_uris_file_and_binary,
 );
