@@ -453,6 +453,136 @@ fn log_uris_file_and_binary(version: Version) {
     );
 }
 
+fn runtime_options_name_the_daemon(version: Version) {
+    let ctd = Containerd::start(version).unwrap();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let rootfs = rootfs.path().display().to_string();
+    // The runtime options (runtimeoptions.v1's config_path, as ctr and the
+    // CRI plugin pass them) win over containerd's CRUN_SHIM_HOST.
+    let config = ctd.dir().join("crunshim.toml");
+    std::fs::write(
+        &config,
+        "address = \"unix:///nonexistent/crun-shimd.sock\"\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let out = ctd.run(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--runtime-config-path",
+        &config,
+        "--rootfs",
+        &rootfs,
+        "o1",
+        "/bin/true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/crun-shimd.sock"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = ctd.run(&["container", "rm", "o1"]);
+    std::fs::write(
+        &config,
+        format!("address = \"unix://{}\"\n", ctd.host.socket().display()),
+    )
+    .unwrap();
+    let out = ctd.ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--runtime-config-path",
+        &config,
+        "--rootfs",
+        &rootfs,
+        "o2",
+        "/bin/echo",
+        "through the options",
+    ]);
+    assert_eq!(out, "through the options\n");
+}
+
+fn the_agent_killed_loses_no_task_or_exec(version: Version) {
+    let ctd = Containerd::start(version).unwrap();
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let rootfs = rootfs.path().display().to_string();
+    ctd.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--rootfs",
+        &rootfs,
+        "a1",
+        "/bin/sleep",
+        "1000",
+    ]);
+    ctd.ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e1",
+        "a1",
+        "/bin/sleep",
+        "1000",
+    ]);
+    // SIGKILL the agent; crun-shimd starts it again and it adopts the
+    // container and the exec process from their monitors.
+    let host = ctd.host.pid().unwrap();
+    let agent_of = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .find(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok())
+                    == Some(host)
+                    && String::from_utf8_lossy(&cmdline).contains("crun-shim-agent")
+            })
+    };
+    let agent = agent_of().expect("the local agent");
+    // SAFETY: kills the agent of this test's daemon.
+    unsafe { libc::kill(agent, libc::SIGKILL) };
+    eventually("a new agent", || agent_of().is_some_and(|p| p != agent));
+    eventually("a1 listed again", || {
+        our_containers(&ctd)
+            .iter()
+            .any(|c| c.id == "default--a1" && c.exec_ids.contains(&"e1".to_string()))
+    });
+    let out = ctd.run(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        "a1",
+        "/bin/sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ctd.ok(&["task", "kill", "--exec-id", "e1", "-s", "SIGKILL", "a1"]);
+    ctd.ok(&["task", "kill", "-s", "SIGKILL", "a1"]);
+    eventually("a1 stopped", || {
+        task_status(&ctd, "a1").as_deref() == Some("STOPPED")
+    });
+    ctd.ok(&["task", "rm", "a1"]);
+    ctd.ok(&["container", "rm", "a1"]);
+    assert!(our_containers(&ctd).is_empty());
+}
+
 macro_rules! both_versions {
     ($($name:ident),* $(,)?) => {
         mod containerd_1_6 {
@@ -472,4 +602,6 @@ both_versions!(
     a_task_survives_a_containerd_restart,
     a_killed_shim_is_cleaned_up,
     log_uris_file_and_binary,
+    runtime_options_name_the_daemon,
+    the_agent_killed_loses_no_task_or_exec,
 );
