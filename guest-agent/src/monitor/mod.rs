@@ -277,6 +277,43 @@ fn child_signals() -> io::Result<SignalFd> {
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(errno_io)
 }
 
+/// The process's output as libcrun will give it: a console socket to
+/// receive a terminal's master on (fds 1 and 2 /dev/null), or two pipes made
+/// fds 1 and 2, whose read ends the monitor keeps.
+type ProcessOutput = (
+    libcrun_sys::ContextBuilder,
+    Option<std::os::unix::net::UnixListener>,
+    Vec<(OwnedFd, Stream)>,
+);
+
+fn process_output(
+    builder: libcrun_sys::ContextBuilder,
+    terminal: bool,
+    devnull: &File,
+) -> io::Result<ProcessOutput> {
+    if terminal {
+        let _ = std::fs::remove_file(CONSOLE_SOCKET);
+        let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
+        redirect(devnull.as_raw_fd(), 1)?;
+        redirect(devnull.as_raw_fd(), 2)?;
+        Ok((
+            builder.console_socket(CONSOLE_SOCKET),
+            Some(listener),
+            Vec::new(),
+        ))
+    } else {
+        let (out_r, out_w) = output_pipe()?;
+        let (err_r, err_w) = output_pipe()?;
+        redirect(out_w.as_raw_fd(), 1)?;
+        redirect(err_w.as_raw_fd(), 2)?;
+        Ok((
+            builder,
+            None,
+            vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+        ))
+    }
+}
+
 /// Makes the output descriptors non-blocking.
 fn nonblocking(outputs: &[(OwnedFd, Stream)]) -> io::Result<()> {
     for (fd, _) in outputs {
@@ -332,25 +369,8 @@ impl Monitor<'_> {
             Some(pipe) => redirect(pipe.as_raw_fd(), 0)?,
             None => redirect(devnull.as_raw_fd(), 0)?,
         }
-        let mut builder =
-            libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
-        let mut outputs = Vec::new();
-        let console = if terminal {
-            let _ = std::fs::remove_file(CONSOLE_SOCKET);
-            let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
-            builder = builder.console_socket(CONSOLE_SOCKET);
-            redirect(devnull.as_raw_fd(), 1)?;
-            redirect(devnull.as_raw_fd(), 2)?;
-            Some(listener)
-        } else {
-            let (out_r, out_w) = output_pipe()?;
-            let (err_r, err_w) = output_pipe()?;
-            redirect(out_w.as_raw_fd(), 1)?;
-            redirect(err_w.as_raw_fd(), 2)?;
-            outputs.push((out_r, Stream::Stdout));
-            outputs.push((err_r, Stream::Stderr));
-            None
-        };
+        let builder = libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
+        let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
 
         let context = builder.build().map_err(io::Error::other)?;
         let created = libcrun_sys::Container::from_json(&spec)
@@ -419,26 +439,10 @@ impl Monitor<'_> {
             None => redirect(devnull.as_raw_fd(), 0)?,
         }
         let pid_file = dir.join(PID_FILE);
-        let mut builder = libcrun_sys::Context::builder(self.args.root.join("libcrun"))
+        let builder = libcrun_sys::Context::builder(self.args.root.join("libcrun"))
             .detach(true)
             .pid_file(&pid_file);
-        let mut outputs = Vec::new();
-        let console = if terminal {
-            let _ = std::fs::remove_file(CONSOLE_SOCKET);
-            let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
-            builder = builder.console_socket(CONSOLE_SOCKET);
-            redirect(devnull.as_raw_fd(), 1)?;
-            redirect(devnull.as_raw_fd(), 2)?;
-            Some(listener)
-        } else {
-            let (out_r, out_w) = output_pipe()?;
-            let (err_r, err_w) = output_pipe()?;
-            redirect(out_w.as_raw_fd(), 1)?;
-            redirect(err_w.as_raw_fd(), 2)?;
-            outputs.push((out_r, Stream::Stdout));
-            outputs.push((err_r, Stream::Stderr));
-            None
-        };
+        let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
         let started = builder
             .build()
             .and_then(|context| context.exec(&self.args.id, &dir.join(PROCESS_FILE)));

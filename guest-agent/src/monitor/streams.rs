@@ -21,7 +21,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -685,17 +685,6 @@ pub fn resize(fd: RawFd, rows: u16, cols: u16) {
     };
     // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) };
-}
-
-/// Duplicates a raw descriptor this process owns.
-pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: duplicates a descriptor this process owns.
-    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-    if new < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `new` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 #[cfg(test)]

@@ -227,6 +227,26 @@ fn a_detached_task_through_its_life(version: Version) {
         metrics.contains("pids.current") || metrics.contains("pids"),
         "{metrics}"
     );
+    // A running exec shows in ps under its exec id.
+    ctd.ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e9",
+        "d1",
+        "/bin/sleep",
+        "1000",
+    ]);
+    eventually("e9 in ps", || ctd.ok(&["task", "ps", "d1"]).contains("e9"));
+    ctd.ok(&["task", "kill", "--exec-id", "e9", "-s", "SIGKILL", "d1"]);
+    ctd.ok(&["task", "update", "--memory-limit", "67108864", "d1"]);
+    let limit = our_containers(&ctd)[0]
+        .config
+        .as_ref()
+        .and_then(|c| c.resources.as_ref())
+        .and_then(|r| r.memory_limit_bytes);
+    assert_eq!(limit, Some(64 << 20));
     ctd.ok(&["task", "pause", "d1"]);
     assert_eq!(task_status(&ctd, "d1").as_deref(), Some("PAUSED"));
     ctd.ok(&["task", "resume", "d1"]);
@@ -262,6 +282,9 @@ fn a_detached_task_through_its_life(version: Version) {
         [
             "/tasks/create",
             "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
             "/tasks/exec-added",
             "/tasks/exec-started",
             "/tasks/exit",

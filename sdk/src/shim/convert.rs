@@ -194,6 +194,19 @@ pub(super) fn metrics(m: &pb::ContainerMetrics) -> Any {
     }
 }
 
+/// The `ProcessDetails` (runc options) naming an exec process, as an Any.
+pub(super) fn process_details(exec_id: &str) -> MessageField<Any> {
+    let details = containerd_shim::protos::shim::oci::ProcessDetails {
+        exec_id: exec_id.to_string(),
+        ..Default::default()
+    };
+    MessageField::some(Any {
+        type_url: "containerd.runc.v1.ProcessDetails".into(),
+        value: details.write_to_bytes().unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
 /// Our resource limits of the OCI `LinuxResources` (JSON) containerd's
 /// Update carries.
 pub(super) fn resources(any: &Any) -> Result<pb::Resources, ttrpc::Error> {

@@ -463,6 +463,12 @@ impl Task for Service {
                 .into_iter()
                 .map(|p| api::ProcessInfo {
                     pid: p.pid,
+                    // Which exec a process is, as containerd's runc shim says it.
+                    info: if p.exec_id.is_empty() {
+                        MessageField::none()
+                    } else {
+                        convert::process_details(&p.exec_id)
+                    },
                     ..Default::default()
                 })
                 .collect(),
