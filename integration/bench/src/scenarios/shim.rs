@@ -52,7 +52,14 @@ pub fn latency(setup: &Setup<'_>) -> Outcome {
     .goal("our shim faster than containerd's runc.v2 shim running crun");
     for (version, name) in versions() {
         let ctd = Containerd::start(version)?;
-        for ours in [false, true] {
+        // Debian's crun 1.8.1 refuses containerd 2's spec version (1.2):
+        // runc.v2 on crun runs on 1.6 only; our agent reconciles it.
+        let subjects: &[bool] = if version == Version::V16 {
+            &[false, true]
+        } else {
+            &[true]
+        };
+        for &ours in subjects {
             let subject = if ours {
                 format!("crunshim.v2, containerd {name}")
             } else {
@@ -168,19 +175,21 @@ pub fn memory(setup: &Setup<'_>) -> Outcome {
     .goal("our shim ≤ 1/4 of containerd-shim-runc-v2's RSS per task");
     for (version, name) in versions() {
         let ctd = Containerd::start(version)?;
-        let (runc, _) = idle(&ctd, setup.rootfs, false)?;
         let (ours, monitors) = idle(&ctd, setup.rootfs, true)?;
-        let (runc_pss, runc_rss) = per_task(runc, IDLE_TASKS);
+        if version == Version::V16 {
+            let (runc, _) = idle(&ctd, setup.rootfs, false)?;
+            let (runc_pss, runc_rss) = per_task(runc, IDLE_TASKS);
+            scenario.push(Figure::single(
+                &format!("containerd-shim-runc-v2 RSS, containerd {name}"),
+                runc_rss,
+            ));
+            scenario.push(Figure::single(
+                &format!("containerd-shim-runc-v2 PSS, containerd {name}"),
+                runc_pss,
+            ));
+        }
         let (ours_pss, ours_rss) = per_task(ours, IDLE_TASKS);
         let (both_pss, both_rss) = per_task(ours + monitors, IDLE_TASKS);
-        scenario.push(Figure::single(
-            &format!("containerd-shim-runc-v2 RSS, containerd {name}"),
-            runc_rss,
-        ));
-        scenario.push(Figure::single(
-            &format!("containerd-shim-runc-v2 PSS, containerd {name}"),
-            runc_pss,
-        ));
         scenario.push(Figure::single(
             &format!("containerd-shim-crunshim-v2 RSS, containerd {name}"),
             ours_rss,
