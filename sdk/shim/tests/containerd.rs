@@ -368,6 +368,26 @@ fn a_task_survives_a_containerd_restart(version: Version) {
     assert!(our_containers(&ctd).is_empty());
 }
 
+/// The shim serving task `id` (started with `-id ID`) of this containerd.
+fn shim_of(ctd: &Containerd, id: &str) -> Option<i32> {
+    let socket = ctd.socket().display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first()
+                .is_some_and(|a| a.ends_with("containerd-shim-crunshim-v2"))
+                && args.windows(2).any(|w| w[0] == "-id" && w[1] == id)
+                && args.iter().any(|a| a == &socket)
+        })
+}
+
 fn a_killed_shim_is_cleaned_up(version: Version) {
     let ctd = Containerd::start(version).unwrap();
     let rootfs = BusyboxRootfs::new().unwrap();
@@ -385,24 +405,7 @@ fn a_killed_shim_is_cleaned_up(version: Version) {
     eventually("k1 running", || {
         task_status(&ctd, "k1").as_deref() == Some("RUNNING")
     });
-    // The shim serving k1 (started with `-id k1`, under this containerd).
-    let socket = ctd.socket().display().to_string();
-    let shim = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.first()
-                .is_some_and(|a| a.ends_with("containerd-shim-crunshim-v2"))
-                && args.windows(2).any(|w| w[0] == "-id" && w[1] == "k1")
-                && args.iter().any(|a| a == &socket)
-        })
-        .expect("the shim of k1");
+    let shim = shim_of(&ctd, "k1").expect("the shim of k1");
     // SAFETY: kills the shim this test's containerd started.
     unsafe { libc::kill(shim, libc::SIGKILL) };
     // containerd notices the shim's death and runs its `delete`, which
@@ -508,6 +511,8 @@ fn runtime_options_name_the_daemon(version: Version) {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = ctd.run(&["container", "rm", "o1"]);
+    // Its shim, which never reached a daemon, has exited.
+    eventually("o1's shim gone", || shim_of(&ctd, "o1").is_none());
     std::fs::write(
         &config,
         format!("address = \"unix://{}\"\n", ctd.host.socket().display()),

@@ -734,27 +734,33 @@ impl Task for Service {
         _req: api::ShutdownRequest,
     ) -> TtrpcResult<api::Empty> {
         // Exits once none of its containers is left (containerd asks after
-        // each task's delete; a pod's shim serves several).
-        let client = self.client().await?;
-        let mine = client
-            .containers()
-            .list(
-                client.short(pb::ListContainersRequest {
-                    labels: [(LABEL_SHIM.to_string(), self.inner.shim_id.clone())]
-                        .into_iter()
-                        .collect(),
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .containers;
+        // each task's delete; a pod's shim serves several). A daemon that
+        // cannot be reached holds none it could serve: containerd's
+        // `delete` cleans up after it.
+        let listed = async {
+            let client = self.client().await?;
+            client
+                .containers()
+                .list(
+                    client.short(pb::ListContainersRequest {
+                        labels: [(LABEL_SHIM.to_string(), self.inner.shim_id.clone())]
+                            .into_iter()
+                            .collect(),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(status_error)
+        }
+        .await;
         let namespace = self.inner.namespace.clone();
-        let left = mine
-            .iter()
-            .filter_map(|c| c.config.as_ref())
-            .any(|c| c.labels.get(LABEL_NAMESPACE) == Some(&namespace));
+        let left = listed.is_ok_and(|r| {
+            r.into_inner()
+                .containers
+                .iter()
+                .filter_map(|c| c.config.as_ref())
+                .any(|c| c.labels.get(LABEL_NAMESPACE) == Some(&namespace))
+        });
         if !left && self.pending().is_empty() {
             self.inner.exit.signal();
         }
