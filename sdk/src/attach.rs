@@ -6,8 +6,9 @@ use libcrun_shim_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::container::ExitStatus;
+use crate::convert::ConversionError;
 use crate::error::{Error, Result};
-use crate::exec::{ExecOutput, TerminalSize};
+use crate::exec::{ExecOutput, OutputMessage, OutputStream, TerminalSize};
 
 /// A client attached to a container's main process, from
 /// [`ContainerRuntime::attach`](crate::ContainerRuntime::attach).
@@ -15,8 +16,7 @@ use crate::exec::{ExecOutput, TerminalSize};
 #[derive(Debug)]
 pub struct AttachSession {
     input: AttachInput,
-    output: tonic::Streaming<pb::AttachResponse>,
-    done: bool,
+    output: OutputStream<pb::AttachResponse>,
 }
 
 /// The input side of an [`AttachSession`]: stdin (for a container created
@@ -34,8 +34,7 @@ impl AttachSession {
     ) -> AttachSession {
         AttachSession {
             input: AttachInput { requests },
-            output,
-            done: false,
+            output: OutputStream::new(output, "attach"),
         }
     }
 
@@ -47,36 +46,17 @@ impl AttachSession {
     /// The next piece of output; [`ExecOutput::Exit`] comes last, then
     /// `None`.
     pub async fn next(&mut self) -> Option<Result<ExecOutput>> {
+        self.output.next().await
+    }
+}
+
+impl OutputMessage for pb::AttachResponse {
+    fn output(self) -> Option<std::result::Result<ExecOutput, ConversionError>> {
         use pb::attach_response::Response;
-        if self.done {
-            return None;
-        }
-        loop {
-            let message = match self.output.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => {
-                    self.done = true;
-                    return Some(Err(Error::Internal(
-                        "the attach stream ended without an exit status".into(),
-                    )));
-                }
-                Err(status) => {
-                    self.done = true;
-                    return Some(Err(status.into()));
-                }
-            };
-            return Some(Ok(match message.response {
-                Some(Response::Stdout(bytes)) => ExecOutput::Stdout(bytes),
-                Some(Response::Stderr(bytes)) => ExecOutput::Stderr(bytes),
-                Some(Response::Exit(exit)) => {
-                    self.done = true;
-                    match ExitStatus::try_from(exit) {
-                        Ok(exit) => ExecOutput::Exit(exit),
-                        Err(e) => return Some(Err(e.into())),
-                    }
-                }
-                None => continue,
-            }));
+        match self.response? {
+            Response::Stdout(bytes) => Some(Ok(ExecOutput::Stdout(bytes))),
+            Response::Stderr(bytes) => Some(Ok(ExecOutput::Stderr(bytes))),
+            Response::Exit(exit) => Some(ExitStatus::try_from(exit).map(ExecOutput::Exit)),
         }
     }
 }

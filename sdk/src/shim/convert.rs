@@ -208,11 +208,10 @@ pub(super) fn process_details(exec_id: &str) -> MessageField<Any> {
 }
 
 /// Our resource limits of the OCI `LinuxResources` (JSON) containerd's
-/// Update carries.
-pub(super) fn resources(any: &Any) -> Result<pb::Resources, ttrpc::Error> {
-    let bad = |e: String| ttrpc_error(ttrpc::Code::INVALID_ARGUMENT, e);
+/// Update carries; `InvalidArgument` when it is not JSON.
+pub(super) fn resources(any: &Any) -> crate::Result<pb::Resources> {
     let r: serde_json::Value = serde_json::from_slice(&any.value)
-        .map_err(|e| bad(format!("resources ({}): {e}", any.type_url)))?;
+        .map_err(|e| crate::Error::InvalidArgument(format!("resources ({}): {e}", any.type_url)))?;
     let u64_of = |v: &serde_json::Value| v.as_u64();
     let i64_of = |v: &serde_json::Value| v.as_i64();
     let memory = &r["memory"];

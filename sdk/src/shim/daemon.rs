@@ -133,7 +133,7 @@ pub(super) async fn force_delete(endpoint: &str, id: &str) -> Option<(u32, Syste
     let client = Client::connect(&config).await.ok()?;
     let container = client
         .containers()
-        .inspect(client.short(pb::InspectContainerRequest { id: id.into() }))
+        .inspect(client.with_deadline(pb::InspectContainerRequest { id: id.into() }))
         .await
         .ok()?
         .into_inner()
@@ -141,7 +141,7 @@ pub(super) async fn force_delete(endpoint: &str, id: &str) -> Option<(u32, Syste
     let was_stopped = container.status == pb::ContainerStatus::Stopped as i32;
     client
         .containers()
-        .delete(client.short(pb::DeleteContainerRequest {
+        .delete(client.with_deadline(pb::DeleteContainerRequest {
             id: id.into(),
             force: true,
         }))

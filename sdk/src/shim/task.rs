@@ -112,7 +112,7 @@ impl Service {
         let client = self.client().await?;
         client
             .containers()
-            .inspect(client.short(pb::InspectContainerRequest { id: self.id(id) }))
+            .inspect(client.with_deadline(pb::InspectContainerRequest { id: self.id(id) }))
             .await
             .map_err(status_error)?
             .into_inner()
@@ -235,7 +235,7 @@ impl Task for Service {
             let client = self.client().await?;
             client
                 .containers()
-                .create(client.short(pb::CreateContainerRequest {
+                .create(client.with_deadline(pb::CreateContainerRequest {
                     config: Some(config),
                     agent: String::new(),
                 }))
@@ -259,7 +259,7 @@ impl Task for Service {
         if req.exec_id.is_empty() {
             let container = client
                 .containers()
-                .start(client.short(pb::StartContainerRequest {
+                .start(client.with_deadline(pb::StartContainerRequest {
                     id: self.id(&req.id),
                 }))
                 .await
@@ -285,7 +285,7 @@ impl Task for Service {
         };
         let started = client
             .exec()
-            .start_process(client.short(pb::StartProcessRequest {
+            .start_process(client.with_deadline(pb::StartProcessRequest {
                 container_id: self.id(&req.id),
                 exec_id: req.exec_id.clone(),
                 process: Some(pb::start_process_request::Process::OciProcessJson(
@@ -327,7 +327,7 @@ impl Task for Service {
             }
             let state = client
                 .exec()
-                .inspect_process(client.short(pb::InspectProcessRequest {
+                .inspect_process(client.with_deadline(pb::InspectProcessRequest {
                     container_id: self.id(&req.id),
                     exec_id: req.exec_id.clone(),
                 }))
@@ -338,7 +338,7 @@ impl Task for Service {
                 .unwrap_or_default();
             let exit = client
                 .exec()
-                .delete_process(client.short(pb::DeleteProcessRequest {
+                .delete_process(client.with_deadline(pb::DeleteProcessRequest {
                     container_id: self.id(&req.id),
                     exec_id: req.exec_id.clone(),
                     force: false,
@@ -358,7 +358,7 @@ impl Task for Service {
         let container = self.inspect(&req.id).await?;
         client
             .containers()
-            .delete(client.short(pb::DeleteContainerRequest {
+            .delete(client.with_deadline(pb::DeleteContainerRequest {
                 id: self.id(&req.id),
                 force: false,
             }))
@@ -394,7 +394,7 @@ impl Task for Service {
             let client = self.client().await?;
             let p = client
                 .exec()
-                .inspect_process(client.short(pb::InspectProcessRequest {
+                .inspect_process(client.with_deadline(pb::InspectProcessRequest {
                     container_id: self.id(&req.id),
                     exec_id: req.exec_id.clone(),
                 }))
@@ -451,7 +451,7 @@ impl Task for Service {
         let client = self.client().await?;
         let processes = client
             .containers()
-            .list_processes(client.short(pb::ListProcessesRequest {
+            .list_processes(client.with_deadline(pb::ListProcessesRequest {
                 id: self.id(&req.id),
             }))
             .await
@@ -480,7 +480,7 @@ impl Task for Service {
         let client = self.client().await?;
         client
             .containers()
-            .pause(client.short(pb::PauseContainerRequest {
+            .pause(client.with_deadline(pb::PauseContainerRequest {
                 id: self.id(&req.id),
             }))
             .await
@@ -496,7 +496,7 @@ impl Task for Service {
         let client = self.client().await?;
         client
             .containers()
-            .resume(client.short(pb::ResumeContainerRequest {
+            .resume(client.with_deadline(pb::ResumeContainerRequest {
                 id: self.id(&req.id),
             }))
             .await
@@ -520,7 +520,7 @@ impl Task for Service {
         if req.exec_id.is_empty() {
             client
                 .containers()
-                .kill(client.short(pb::KillContainerRequest {
+                .kill(client.with_deadline(pb::KillContainerRequest {
                     id: self.id(&req.id),
                     signal: signal(req.signal),
                     all: req.all,
@@ -539,7 +539,7 @@ impl Task for Service {
             }
             client
                 .exec()
-                .signal_process(client.short(pb::SignalProcessRequest {
+                .signal_process(client.with_deadline(pb::SignalProcessRequest {
                     container_id: self.id(&req.id),
                     exec_id: req.exec_id.clone(),
                     signal: signal(req.signal),
@@ -636,11 +636,16 @@ impl Task for Service {
         _ctx: &TtrpcContext,
         req: api::UpdateTaskRequest,
     ) -> TtrpcResult<api::Empty> {
-        let resources = req.resources.as_ref().map(convert::resources).transpose()?;
+        let resources = req
+            .resources
+            .as_ref()
+            .map(convert::resources)
+            .transpose()
+            .map_err(convert::error)?;
         let client = self.client().await?;
         client
             .containers()
-            .update(client.short(pb::UpdateContainerRequest {
+            .update(client.with_deadline(pb::UpdateContainerRequest {
                 id: self.id(&req.id),
                 resources: Some(resources.unwrap_or_default()),
             }))
@@ -700,7 +705,7 @@ impl Task for Service {
         let client = self.client().await?;
         let metrics = client
             .metrics()
-            .get_metrics(client.short(pb::GetMetricsRequest {
+            .get_metrics(client.with_deadline(pb::GetMetricsRequest {
                 container_id: self.id(&req.id),
             }))
             .await
@@ -742,7 +747,7 @@ impl Task for Service {
             client
                 .containers()
                 .list(
-                    client.short(pb::ListContainersRequest {
+                    client.with_deadline(pb::ListContainersRequest {
                         labels: [(LABEL_SHIM.to_string(), self.inner.shim_id.clone())]
                             .into_iter()
                             .collect(),
