@@ -885,6 +885,28 @@ mod tests {
         config.validate().unwrap();
         let back = ContainerConfig::try_from(pb::ContainerConfig::from(&config)).unwrap();
         assert_eq!(back, config);
+
+        // A bridge's container: mounts for a root, its streams to FIFOs and
+        // a logging program.
+        let bridged = ContainerConfig {
+            id: "ctr".into(),
+            root: RootSource::Mounts(vec![RootfsMount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec!["lowerdir=/l".into(), "upperdir=/u".into()],
+            }]),
+            stdio: StdioConfig::parse(
+                "/run/fifo/in",
+                "binary:///usr/bin/logger?tag=a%20b",
+                "",
+                [("K".to_string(), "V".to_string())].into(),
+            )
+            .unwrap(),
+            open_stdin: true,
+            ..Default::default()
+        };
+        let back = ContainerConfig::try_from(pb::ContainerConfig::from(&bridged)).unwrap();
+        assert_eq!(back, bridged);
     }
 
     #[test]
@@ -892,7 +914,7 @@ mod tests {
         let no_root = pb::ContainerConfig::default();
         assert_eq!(
             ContainerConfig::try_from(no_root).unwrap_err(),
-            ConversionError::Missing("a rootfs path or an image")
+            ConversionError::Missing("a rootfs path, an image or root filesystem mounts")
         );
         let bad_network = pb::ContainerConfig {
             root: Some(pb::container_config::Root::Image("x".into())),
