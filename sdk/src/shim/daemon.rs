@@ -11,6 +11,9 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::well_known_types::empty::Empty;
+use containerd_shim::protos::protobuf::{Message, UnknownValueRef};
 use libcrun_shim_proto::v1 as pb;
 
 use super::ENDPOINT_FILE;
@@ -55,70 +58,54 @@ pub(super) fn stdin_is_terminal() -> bool {
     unsafe { libc::isatty(0) == 1 }
 }
 
-/// The daemon endpoint named by containerd runtime options (an encoded
-/// `google.protobuf.Any` of `runtimeoptions.v1.Options` whose `config_path`
-/// is a TOML file with `address`), if they name one.
+/// The daemon endpoint named by containerd's runtime options, if they name
+/// one: a `google.protobuf.Any` of `runtimeoptions.v1.Options` whose
+/// `config_path` is a TOML file with `address`. containerd 1.x writes that
+/// `Any` on the shim's stdin; 2.x writes its bootstrap parameters, with the
+/// `Any` nested in them.
 ///
 /// ```
 /// assert_eq!(libcrun_shim::shim::endpoint_from_options(b""), None);
 /// ```
-pub fn endpoint_from_options(any: &[u8]) -> Option<String> {
-    let fields = decode(any)?;
-    let type_url = fields.iter().find(|(n, _)| *n == 1)?.1;
-    let value = fields
-        .iter()
-        .find(|(n, _)| *n == 2)
-        .map_or(&[][..], |f| f.1);
-    if !std::str::from_utf8(type_url)
-        .ok()?
-        .ends_with(RUNTIME_OPTIONS_TYPE)
+pub fn endpoint_from_options(stdin: &[u8]) -> Option<String> {
+    let any = runtime_options(stdin, 3)?;
+    let options = Empty::parse_from_bytes(&any.value).ok()?;
+    let path = match options
+        .special_fields
+        .unknown_fields()
+        .get(CONFIG_PATH_FIELD)?
     {
-        return None;
-    }
-    let options = decode(value)?;
-    let path = std::str::from_utf8(options.iter().find(|(n, _)| *n == 2)?.1).ok()?;
-    let text = std::fs::read_to_string(path).ok()?;
-    let table: toml::Table = text.parse().ok()?;
+        UnknownValueRef::LengthDelimited(bytes) => String::from_utf8(bytes.to_vec()).ok()?,
+        _ => return None,
+    };
+    let table: toml::Table = std::fs::read_to_string(path).ok()?.parse().ok()?;
     table
         .get("address")
         .and_then(|a| a.as_str())
         .map(str::to_string)
 }
 
-/// The length-delimited fields of a protobuf message (field number and
-/// bytes); other wire types are skipped. `None` when malformed.
-fn decode(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
-    fn varint(bytes: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = bytes.split_first()?;
-            *bytes = rest;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
+/// The field `config_path` of `runtimeoptions.v1.Options`.
+const CONFIG_PATH_FIELD: u32 = 2;
+
+/// The `Any` of the runtime options: `message` itself, or one in its
+/// length-delimited fields, at most `depth` levels down.
+fn runtime_options(message: &[u8], depth: u32) -> Option<Any> {
+    if let Ok(any) = Any::parse_from_bytes(message)
+        && any.type_url.ends_with(RUNTIME_OPTIONS_TYPE)
+    {
+        return Some(any);
     }
-    let mut fields = Vec::new();
-    while !bytes.is_empty() {
-        let key = varint(&mut bytes)?;
-        match key & 7 {
-            0 => {
-                varint(&mut bytes)?;
-            }
-            1 => bytes = bytes.get(8..)?,
-            5 => bytes = bytes.get(4..)?,
-            2 => {
-                let len = usize::try_from(varint(&mut bytes)?).ok()?;
-                let (field, rest) = (bytes.get(..len)?, bytes.get(len..)?);
-                fields.push((key >> 3, field));
-                bytes = rest;
-            }
-            _ => return None,
-        }
-    }
-    Some(fields)
+    let depth = depth.checked_sub(1)?;
+    let message = Empty::parse_from_bytes(message).ok()?;
+    message
+        .special_fields
+        .unknown_fields()
+        .iter()
+        .find_map(|(_, value)| match value {
+            UnknownValueRef::LengthDelimited(bytes) => runtime_options(bytes, depth),
+            _ => None,
+        })
 }
 
 /// Removes a container whose shim is gone (killing it if it runs) and
@@ -159,10 +146,24 @@ pub(super) async fn force_delete(endpoint: &str, id: &str) -> Option<(u32, Syste
 mod tests {
     use super::*;
 
-    fn len_field(n: u64, bytes: &[u8]) -> Vec<u8> {
-        let mut out = vec![((n << 3) | 2) as u8, bytes.len() as u8];
-        out.extend_from_slice(bytes);
-        out
+    /// A message with one length-delimited field.
+    fn len_field(n: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut message = Empty::new();
+        message
+            .special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(n, bytes.to_vec());
+        message.write_to_bytes().unwrap()
+    }
+
+    fn any(type_url: &str, value: Vec<u8>) -> Vec<u8> {
+        Any {
+            type_url: type_url.into(),
+            value,
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap()
     }
 
     #[test]
@@ -170,15 +171,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("crunshim.toml");
         std::fs::write(&config, "address = \"unix:///tmp/x.sock\"\n").unwrap();
-        let options = len_field(2, config.to_str().unwrap().as_bytes());
-        let mut any = len_field(1, b"runtimeoptions.v1.Options");
-        any.extend(len_field(2, &options));
+        let options = len_field(CONFIG_PATH_FIELD, config.to_str().unwrap().as_bytes());
+        // containerd 1.x: the Any itself.
+        let runtime_options = any("runtimeoptions.v1.Options", options.clone());
         assert_eq!(
-            endpoint_from_options(&any).as_deref(),
+            endpoint_from_options(&runtime_options).as_deref(),
             Some("unix:///tmp/x.sock")
         );
-        let mut other = len_field(1, b"containerd.runc.v1.Options");
-        other.extend(len_field(2, &options));
+        // containerd 2.x: inside its bootstrap parameters (2.4 puts it in
+        // field 1 of field 8), after the id and namespace.
+        let mut bootstrap = len_field(1, b"o1");
+        bootstrap.extend(len_field(2, b"default"));
+        bootstrap.extend(len_field(8, &len_field(1, &runtime_options)));
+        assert_eq!(
+            endpoint_from_options(&bootstrap).as_deref(),
+            Some("unix:///tmp/x.sock")
+        );
+        let other = any("containerd.runc.v1.Options", options);
         assert_eq!(endpoint_from_options(&other), None);
         assert_eq!(endpoint_from_options(&[0xff]), None);
     }
