@@ -88,6 +88,7 @@ fn streaming_rpcs_stream() {
     }
     let want: BTreeSet<String> = [
         "ContainerService/ListStream server",
+        "ContainerService/Attach bidi",
         "ExecService/Exec bidi",
         "LogService/Logs server",
         "EventService/Subscribe server",
