@@ -518,15 +518,37 @@ impl Task for Service {
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         let client = self.client().await?;
         if req.exec_id.is_empty() {
-            client
+            let killed = client
                 .containers()
                 .kill(client.with_deadline(pb::KillContainerRequest {
                     id: self.id(&req.id),
                     signal: signal(req.signal),
                     all: req.all,
                 }))
-                .await
-                .map_err(finished)?;
+                .await;
+            match killed {
+                // A created task has no user process to signal (the agent
+                // refuses Kill): it is stopped, its init killed, as runc
+                // kills a created container.
+                Err(e)
+                    if e.code() == tonic::Code::FailedPrecondition
+                        && self.inspect(&req.id).await?.status
+                            == pb::ContainerStatus::Created as i32 =>
+                {
+                    client
+                        .containers()
+                        .stop(client.with_deadline(pb::StopContainerRequest {
+                            id: self.id(&req.id),
+                            signal: String::new(),
+                            timeout: Some(prost_types::Duration::default()),
+                        }))
+                        .await
+                        .map_err(status_error)?;
+                }
+                other => {
+                    other.map_err(finished)?;
+                }
+            }
         } else {
             if self
                 .pending()
