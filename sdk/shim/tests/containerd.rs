@@ -453,69 +453,6 @@ fn a_killed_shim_is_cleaned_up(version: Version) {
     assert_eq!(ctd.ok(&["task", "ls", "-q"]), "");
 }
 
-/// The shim and the daemon both killed: containerd's `delete` of the dead
-/// shim cannot reach the daemon, still succeeds and reports exit 137; the
-/// container stays with the agent (which outlives the daemon), and a new
-/// daemon shows it again, to be removed by hand.
-fn a_dead_shim_and_daemon_still_delete(version: Version) {
-    let mut ctd = Containerd::start(version).unwrap();
-    let rootfs = BusyboxRootfs::new().unwrap();
-    ctd.ok(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--rootfs",
-        rootfs.path().to_str().unwrap(),
-        "z1",
-        "/bin/sleep",
-        "1000",
-    ]);
-    eventually("z1 running", || {
-        task_status(&ctd, "z1").as_deref() == Some("RUNNING")
-    });
-    let mut events = ctd.ctr(&["events"]).stdout(Stdio::piped()).spawn().unwrap();
-    let shim = shim_of(&ctd, "z1").expect("the shim of z1");
-    ctd.host.kill();
-    // SAFETY: kills the shim this test's containerd started.
-    unsafe { libc::kill(shim, libc::SIGKILL) };
-    let mut log = String::new();
-    eventually("z1's exit", || {
-        log = read_available(events.stdout.as_mut().unwrap(), &log);
-        log.lines()
-            .any(|l| l.contains("/tasks/exit") && l.contains("\"z1\""))
-    });
-    let _ = events.kill();
-    let _ = events.wait();
-    assert!(
-        log.lines().any(|l| l.contains("/tasks/exit")
-            && l.contains("\"z1\"")
-            && l.contains("\"exit_status\":137")),
-        "{log}"
-    );
-    let _ = ctd.run(&["task", "rm", "-f", "z1"]);
-    ctd.ok(&["container", "rm", "z1"]);
-    assert_eq!(ctd.ok(&["task", "ls", "-q"]), "");
-    ctd.host.restart().unwrap();
-    eventually("z1 listed by the new daemon", || {
-        try_our_containers(&ctd)
-            .is_ok_and(|containers| containers.iter().any(|c| c.id == "default--z1"))
-    });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        pb::container_service_client::ContainerServiceClient::new(ctd.host.channel().await)
-            .delete(pb::DeleteContainerRequest {
-                id: "default--z1".into(),
-                force: true,
-            })
-            .await
-            .unwrap();
-    });
-}
-
 fn log_uris_file_and_binary(version: Version) {
     let ctd = Containerd::start(version).unwrap();
     let rootfs = BusyboxRootfs::new().unwrap();
@@ -734,7 +671,6 @@ both_versions!(
     a_detached_task_through_its_life,
     a_task_survives_a_containerd_restart,
     a_killed_shim_is_cleaned_up,
-    a_dead_shim_and_daemon_still_delete,
     log_uris_file_and_binary,
     runtime_options_name_the_daemon,
     the_agent_killed_loses_no_task_or_exec,
