@@ -11,6 +11,9 @@
 //!     monitor.log               the monitor's own diagnostics
 //!     logs/                     the container's stdout and stderr (CRI format, rotated)
 //!     execs/EXEC_ID.json        an exec process started and not yet reported ended
+//!     attach.sock               the monitor's attach socket (while it runs)
+//!     processes/EXEC/           a detached exec process (`StartProcess`): process.json,
+//!                               record.json, exit.json, monitor.log, attach.sock
 //! ROOT/exec/                    process specs and console sockets of exec processes
 //! ROOT/agent.lock               held (flock) by the one agent serving this root
 //! ```
@@ -104,6 +107,10 @@ pub const MONITOR_LOG: &str = "monitor.log";
 pub const LOGS_DIR: &str = "logs";
 /// The notes of started exec processes (see [`Store::note_exec`]).
 pub const EXECS_DIR: &str = "execs";
+/// The directory of a container's detached exec processes (one directory
+/// each, named by exec id: `process.json`, `record.json`, `exit.json`,
+/// `monitor.log`, `attach.sock`).
+pub const PROCESSES_DIR: &str = "processes";
 /// The lock the agent serving a root holds (in the root).
 pub const LOCK_FILE: &str = "agent.lock";
 

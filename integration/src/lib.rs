@@ -9,6 +9,7 @@
 //! images critest pulls.
 
 pub mod agent;
+pub mod containerd;
 pub mod critest_images;
 pub mod host;
 pub mod registry;

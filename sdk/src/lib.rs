@@ -42,6 +42,7 @@
 //! }
 //! ```
 
+mod attach;
 mod client;
 mod config;
 mod container;
@@ -54,13 +55,16 @@ mod images;
 mod logs;
 mod metrics;
 mod runtime;
+#[cfg(feature = "shim-v2")]
+pub mod shim;
 mod system;
 mod transport;
 
+pub use attach::{AttachInput, AttachSession};
 pub use config::{DEFAULT_SOCKET, HOST_ENV, RuntimeConfig};
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 pub use convert::ConversionError;
 pub use error::{Error, Result};
@@ -77,6 +81,8 @@ pub use metrics::{
     PidsMetrics,
 };
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
+#[cfg(feature = "shim-v2")]
+pub use shim::ShimV2;
 pub use system::{
     AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, RecoverReport, ShutdownOptions,
     Version,

@@ -9,7 +9,9 @@
 //! 5. exit event latency;
 //! 6. image pull + unpack, and create-to-started of image containers;
 //! 7. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
-//!    beside the local one, and one call over hybrid vsock.
+//!    beside the local one, and one call over hybrid vsock;
+//! 8. containerd through our shim vs its runc.v2 shim on crun: `ctr run
+//!    --rm` latency and memory per idle task.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -54,7 +56,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// pull, vm).
+    /// shim, pull, vm).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -134,6 +136,10 @@ async fn run_all(
     }
     if wanted("events") {
         record("events", scenarios::events::measure(&setup, &ours).await);
+    }
+    if wanted("shim") {
+        record("shim", scenarios::shim::latency(&setup));
+        record("shim-memory", scenarios::shim::memory(&setup));
     }
     if wanted("pull") {
         match scenarios::images::measure(&setup, &ours).await {

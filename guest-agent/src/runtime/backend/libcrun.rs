@@ -100,13 +100,13 @@ impl Backend for Libcrun {
         self.context.update(id, &json)
     }
 
+    fn pids(&self, id: &str) -> libcrun_sys::Result<Vec<i32>> {
+        self.context.pids(id, true)
+    }
+
     fn create(&self, args: MonitorArgs) -> BoxFuture<'static, Result<Created>> {
         let monitors = self.monitors.clone();
-        let diagnostics = self
-            .store
-            .container_dir(&args.id)
-            .join(crate::store::MONITOR_LOG);
-        Box::pin(async move { monitors.create(&args, &diagnostics).await })
+        Box::pin(async move { monitors.create(&args).await })
     }
 
     fn exec(&self, launch: ExecLaunch) -> BoxFuture<'static, Result<ExecProcess>> {

@@ -6,6 +6,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod memory;
+pub mod shim;
 pub mod throughput;
 pub mod vm;
 
