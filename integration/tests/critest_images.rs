@@ -282,9 +282,9 @@ fn busybox_has_the_applets_critest_runs() {
             args: &[
                 "sh",
                 "-c",
-                // The child is named sh until it has exec'd sleep: ask
-                // again (boundedly) until it has.
-                "pgrep sleep || echo none; sleep 60 & p=$!; i=0; until pgrep -x sleep || [ $i -ge 1000 ]; do i=$((i+1)); done; kill $p",
+                // The child has another name until it has exec'd sleep:
+                // wait (boundedly, with the shell's own read) until it has.
+                "pgrep sleep || echo none; sleep 60 & p=$!; i=0; until read c < /proc/$p/comm && [ \"$c\" = sleep ] || [ $i -ge 1000000 ]; do i=$((i+1)); done; pgrep sleep; kill $p",
             ],
             ..Default::default()
         },
