@@ -103,6 +103,9 @@ pub struct NetworkAttachment {
     /// The address asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub static_ip: Option<IpAddr>,
+    /// More names its peers on this network know it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// The network's configuration as it was at ADD: DEL and CHECK use
     /// it, even if the definition changed or was removed since.
     pub conflist: ConfList,
@@ -209,6 +212,8 @@ pub struct NetworkRequest {
     pub name: String,
     /// A fixed address in one of its ranges (host-local's `IP` argument).
     pub ip: Option<IpAddr>,
+    /// More names the other containers of the network know it by.
+    pub aliases: Vec<String>,
 }
 
 /// What a container asks of the networking.
@@ -447,6 +452,7 @@ impl Networking {
             vec![NetworkRequest {
                 name: self.definitions.default_name().to_string(),
                 ip: None,
+                aliases: Vec::new(),
             }]
         } else {
             request.networks.clone()
@@ -481,10 +487,14 @@ impl Networking {
                     want.name
                 )));
             }
+            for alias in &want.aliases {
+                dns::validate_host_name(alias)?;
+            }
             networks.push(NetworkAttachment {
                 network: want.name.clone(),
                 ifname: format!("eth{i}"),
                 static_ip: want.ip,
+                aliases: want.aliases.clone(),
                 conflist: network.conflist,
                 result: None,
             });
@@ -672,6 +682,7 @@ impl Networking {
                     ip: n
                         .static_ip
                         .or_else(|| attachment.addresses_on(&n.network).first().copied()),
+                    aliases: n.aliases.clone(),
                 })
                 .collect(),
             ports: attachment.ports.clone(),
@@ -734,23 +745,29 @@ impl Networking {
     /// their address on the first network shared.
     fn peers(&self, attachment: &Attachment) -> Vec<Peer> {
         let all = self.lock_attachments();
-        let mut peers = Vec::new();
+        let mut peers: Vec<(&str, Peer)> = Vec::new();
         for net in &attachment.networks {
             for other in all.values() {
-                if other.container_id == attachment.container_id || other.phase != Phase::Ready {
+                let id = other.container_id.as_str();
+                if id == attachment.container_id
+                    || other.phase != Phase::Ready
+                    || peers.iter().any(|(seen, _)| *seen == id)
+                {
                     continue;
                 }
-                if let Some(ip) = other.addresses_on(&net.network).first()
-                    && !peers.iter().any(|p: &Peer| p.names == other.names)
-                {
-                    peers.push(Peer {
-                        ip: *ip,
-                        names: other.names.clone(),
-                    });
-                }
+                let Some(ip) = other.addresses_on(&net.network).first().copied() else {
+                    continue;
+                };
+                let aliases = other
+                    .networks
+                    .iter()
+                    .filter(|n| n.network == net.network)
+                    .flat_map(|n| n.aliases.iter());
+                let names = other.names.iter().chain(aliases).cloned().collect();
+                peers.push((id, Peer { ip, names }));
             }
         }
-        peers
+        peers.into_iter().map(|(_, peer)| peer).collect()
     }
 
     /// Rewrites the hosts files of the ready containers sharing a network

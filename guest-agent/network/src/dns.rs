@@ -12,7 +12,6 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -63,54 +62,26 @@ pub struct HostEntry {
     pub ip: IpAddr,
 }
 
-impl FromStr for HostEntry {
-    type Err = Error;
-
-    /// `NAME:IP` or `NAME=IP` (the IP may be IPv6: `db:fd00::5`).
-    fn from_str(s: &str) -> Result<HostEntry> {
-        let (name, ip) = s.split_once(['=', ':']).ok_or_else(|| {
-            Error::InvalidArgument(format!("invalid host entry {s:?}: expected NAME:IP"))
-        })?;
-        let ip = ip
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| {
-                Error::InvalidArgument(format!(
-                    "invalid host entry {s:?}: {ip:?} is not an IP address"
-                ))
-            })?;
-        let entry = HostEntry {
-            name: name.to_string(),
-            ip,
-        };
-        entry.validate()?;
-        Ok(entry)
-    }
-}
-
 impl HostEntry {
-    /// Checks the name: non-empty, no spaces.
+    /// Checks the name (see [`validate_host_name`]).
     pub fn validate(&self) -> Result<()> {
-        if self.name.is_empty()
-            || self
-                .name
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '#')
-        {
-            return Err(Error::InvalidArgument(format!(
-                "invalid host name {:?}",
-                self.name
-            )));
-        }
-        Ok(())
+        validate_host_name(&self.name)
     }
 }
 
-impl std::fmt::Display for HostEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.name, self.ip)
+/// Checks a name of a hosts file: non-empty, without white space, control
+/// characters or `#`.
+pub fn validate_host_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    {
+        return Err(Error::InvalidArgument(format!(
+            "invalid host name {name:?}"
+        )));
     }
+    Ok(())
 }
 
 /// What a resolv.conf says.
@@ -307,7 +278,10 @@ mod tests {
         let out = hosts(
             &["web".into(), "web".into()],
             &["10.1.0.2".parse().unwrap()],
-            &["db:10.9.9.9".parse().unwrap()],
+            &[HostEntry {
+                name: "db".into(),
+                ip: "10.9.9.9".parse().unwrap(),
+            }],
             &[Peer {
                 ip: "10.1.0.3".parse().unwrap(),
                 names: vec!["api".into(), "api-host".into()],
@@ -327,12 +301,14 @@ mod tests {
     }
 
     #[test]
-    fn host_entries() {
-        let e: HostEntry = "db:fd00::5".parse().unwrap();
-        assert_eq!(e.ip, "fd00::5".parse::<IpAddr>().unwrap());
-        assert_eq!("x=10.0.0.1".parse::<HostEntry>().unwrap().name, "x");
-        for bad in ["db", "db:nope", ":10.0.0.1", "a b:10.0.0.1"] {
-            assert!(bad.parse::<HostEntry>().is_err(), "{bad}");
+    fn host_entries_need_a_plain_name() {
+        let entry = |name: &str| HostEntry {
+            name: name.into(),
+            ip: "10.0.0.1".parse().unwrap(),
+        };
+        assert!(entry("db").validate().is_ok());
+        for bad in ["", "a b", "a#b", "a\nb"] {
+            assert!(entry(bad).validate().is_err(), "{bad:?}");
         }
     }
 }

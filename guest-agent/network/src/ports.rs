@@ -19,7 +19,6 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::str::FromStr;
 
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrStorage};
 use serde::{Deserialize, Serialize};
@@ -38,32 +37,14 @@ pub enum Protocol {
     Tcp,
     /// UDP.
     Udp,
-    /// SCTP.
-    Sctp,
 }
 
 impl Protocol {
-    /// "tcp", "udp" or "sctp".
+    /// "tcp" or "udp".
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
-            Protocol::Sctp => "sctp",
-        }
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Protocol> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            "sctp" => Ok(Protocol::Sctp),
-            _ => Err(Error::InvalidArgument(format!(
-                "unknown protocol {s:?} (tcp, udp or sctp)"
-            ))),
         }
     }
 }
@@ -83,75 +64,8 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
-impl FromStr for PortMapping {
-    type Err = Error;
-
-    /// Docker's syntax: `CONTAINERPORT`, `HOSTPORT:CONTAINERPORT`,
-    /// `HOSTIP:HOSTPORT:CONTAINERPORT` or `HOSTIP::CONTAINERPORT` (any free
-    /// host port), each optionally followed by `/tcp`, `/udp` or `/sctp`;
-    /// an IPv6 host address in brackets (`[::1]:8080:80`).
-    fn from_str(spec: &str) -> Result<PortMapping> {
-        let bad =
-            |why: &str| Error::InvalidArgument(format!("invalid port mapping {spec:?}: {why}"));
-        let (rest, protocol) = match spec.rsplit_once('/') {
-            Some((rest, proto)) => (rest, proto.parse().map_err(|e: Error| bad(&e.to_string()))?),
-            None => (spec, Protocol::Tcp),
-        };
-        let (host_ip, ports) = if let Some(after) = rest.strip_prefix('[') {
-            let (ip, ports) = after.split_once("]:").ok_or_else(|| {
-                bad("an IPv6 address in brackets must be followed by \":PORT:PORT\"")
-            })?;
-            let ip = ip
-                .parse::<std::net::Ipv6Addr>()
-                .map_err(|_| bad("not an IPv6 address"))?;
-            (Some(IpAddr::V6(ip)), ports.split(':').collect::<Vec<_>>())
-        } else {
-            let parts: Vec<&str> = rest.split(':').collect();
-            match parts.len() {
-                1 | 2 => (None, parts),
-                3 => {
-                    let ip = parts[0]
-                        .parse::<Ipv4Addr>()
-                        .map_err(|_| bad("the host address is not an IPv4 address"))?;
-                    (Some(IpAddr::V4(ip)), parts[1..].to_vec())
-                }
-                _ => return Err(bad("too many ':' (an IPv6 host address goes in brackets)")),
-            }
-        };
-        let port = |s: &str, what: &str, zero_ok: bool| -> Result<u16> {
-            if s.contains('-') {
-                return Err(bad("port ranges are not supported"));
-            }
-            match s.parse::<u16>() {
-                Ok(0) if !zero_ok => Err(bad(&format!("the {what} port must be 1-65535"))),
-                Ok(p) => Ok(p),
-                Err(_) => Err(bad(&format!(
-                    "the {what} port {s:?} is not a number 1-65535"
-                ))),
-            }
-        };
-        let (host_port, container_port) = match ports.as_slice() {
-            [container] => (0, port(container, "container", false)?),
-            [host, container] if host.is_empty() && host_ip.is_some() => {
-                (0, port(container, "container", false)?)
-            }
-            [host, container] => (
-                port(host, "host", true)?,
-                port(container, "container", false)?,
-            ),
-            _ => return Err(bad("expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/PROTOCOL]")),
-        };
-        Ok(PortMapping {
-            host_ip,
-            host_port,
-            container_port,
-            protocol,
-        })
-    }
-}
-
 impl fmt::Display for PortMapping {
-    /// The syntax [`PortMapping::from_str`] reads: `127.0.0.1:8080:80/tcp`.
+    /// Docker's `-p` syntax: `127.0.0.1:8080:80/tcp`, `80/udp`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.host_ip {
             Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
@@ -238,15 +152,14 @@ fn bind(m: &PortMapping) -> Result<(OwnedFd, u16)> {
         IpAddr::V4(_) => AddressFamily::Inet,
         IpAddr::V6(_) => AddressFamily::Inet6,
     };
-    let (kind, protocol) = match m.protocol {
-        Protocol::Tcp => (SockType::Stream, None),
-        Protocol::Udp => (SockType::Datagram, None),
-        Protocol::Sctp => (SockType::SeqPacket, Some(socket::SockProtocol::Sctp)),
+    let kind = match m.protocol {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
     };
     let io = |what: &str, e: nix::errno::Errno| {
         Error::io(format!("{what} for {}", m.host_side()), e.into())
     };
-    let socket = socket::socket(family, kind, SockFlag::SOCK_CLOEXEC, protocol)
+    let socket = socket::socket(family, kind, SockFlag::SOCK_CLOEXEC, None)
         .map_err(|e| io("creating a socket", e))?;
     if ip.is_ipv6() {
         // A v6 reservation holds only v6, as portmap's v6 rules do.
@@ -285,96 +198,75 @@ fn bind(m: &PortMapping) -> Result<(OwnedFd, u16)> {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> PortMapping {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-
-    #[test]
-    fn docker_syntax() {
-        let m = parse("80");
-        assert_eq!(
-            (m.host_ip, m.host_port, m.container_port, m.protocol),
-            (None, 0, 80, Protocol::Tcp)
-        );
-        let m = parse("8080:80/udp");
-        assert_eq!(
-            (m.host_port, m.container_port, m.protocol),
-            (8080, 80, Protocol::Udp)
-        );
-        let m = parse("127.0.0.1:8080:80");
-        assert_eq!(m.host_ip, Some("127.0.0.1".parse().unwrap()));
-        let m = parse("127.0.0.1::80");
-        assert_eq!((m.host_port, m.container_port), (0, 80));
-        let m = parse("[::1]:8443:443/TCP");
-        assert_eq!(m.host_ip, Some("::1".parse().unwrap()));
-        for s in [
-            "80",
-            "8080:80/udp",
-            "127.0.0.1:8080:80/tcp",
-            "127.0.0.1::80/tcp",
-            "[::1]:8443:443/tcp",
-        ] {
-            let m = parse(s);
-            assert_eq!(parse(&m.to_string()), m, "{s} -> {m}");
-        }
-        assert_eq!(parse("8080:80").to_string(), "8080:80/tcp");
-    }
-
-    #[test]
-    fn bad_mappings_say_why() {
-        for (s, why) in [
-            ("", "not a number"),
-            ("0", "1-65535"),
-            ("8080:0", "1-65535"),
-            ("70000:80", "not a number"),
-            ("8000-8010:80", "ranges"),
-            ("localhost:80:80", "IPv4"),
-            ("1:2:3:4", "too many"),
-            ("80/icmp", "unknown protocol"),
-            ("[::1]80", "brackets"),
-        ] {
-            let e = s.parse::<PortMapping>().unwrap_err().to_string();
-            assert!(e.contains(why), "{s:?}: {e}");
-            assert!(matches!(
-                s.parse::<PortMapping>(),
-                Err(Error::InvalidArgument(_))
-            ));
+    fn port(
+        host_ip: Option<&str>,
+        host_port: u16,
+        container_port: u16,
+        protocol: Protocol,
+    ) -> PortMapping {
+        PortMapping {
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port,
+            container_port,
+            protocol,
         }
     }
 
     #[test]
-    fn portmap_entries() {
+    fn docker_syntax_and_portmap_entries() {
+        assert_eq!(port(None, 0, 80, Protocol::Tcp).to_string(), "80/tcp");
         assert_eq!(
-            parse("127.0.0.1:8080:80/udp").to_cni(),
+            port(None, 8080, 80, Protocol::Udp).to_string(),
+            "8080:80/udp"
+        );
+        assert_eq!(
+            port(Some("127.0.0.1"), 0, 80, Protocol::Tcp).to_string(),
+            "127.0.0.1::80/tcp"
+        );
+        assert_eq!(
+            port(Some("::1"), 8443, 443, Protocol::Tcp).to_string(),
+            "[::1]:8443:443/tcp"
+        );
+        assert_eq!(
+            port(Some("::1"), 8443, 443, Protocol::Tcp).host_side(),
+            "[::1]:8443/tcp"
+        );
+        assert_eq!(
+            port(Some("127.0.0.1"), 8080, 80, Protocol::Udp).to_cni(),
             json!({"hostPort": 8080, "containerPort": 80, "protocol": "udp", "hostIP": "127.0.0.1"})
         );
-        assert!(parse("8080:80").to_cni().get("hostIP").is_none());
+        assert!(
+            port(None, 8080, 80, Protocol::Tcp)
+                .to_cni()
+                .get("hostIP")
+                .is_none()
+        );
     }
 
     #[test]
     fn reserving_picks_free_ports_and_refuses_taken_ones() {
-        let (resolved, held) =
-            Reservation::take(&[parse("127.0.0.1::80"), parse("127.0.0.1::53/udp")]).unwrap();
+        let (resolved, held) = Reservation::take(&[
+            port(Some("127.0.0.1"), 0, 80, Protocol::Tcp),
+            port(Some("127.0.0.1"), 0, 53, Protocol::Udp),
+        ])
+        .unwrap();
         assert_eq!(held.len(), 2);
         assert!(resolved.iter().all(|m| m.host_port != 0));
-        let port = resolved[0].host_port;
+        let taken = resolved[0].host_port;
         let again = PortMapping {
             host_ip: None,
             ..resolved[0]
         };
-        let e = Reservation::take(&[parse("127.0.0.1::81"), again]).unwrap_err();
+        let e =
+            Reservation::take(&[port(Some("127.0.0.1"), 0, 81, Protocol::Tcp), again]).unwrap_err();
         assert!(
-            matches!(&e, Error::PortInUse { port: p, .. } if p == &format!("0.0.0.0:{port}/tcp")),
+            matches!(&e, Error::PortInUse { port: p, .. } if p == &format!("0.0.0.0:{taken}/tcp")),
             "{e}"
         );
         // The same port twice in one request.
-        let twice = PortMapping {
-            host_port: port + 1,
-            ..resolved[0]
-        };
         drop(held);
         assert!(matches!(
-            Reservation::take(&[twice, twice]),
+            Reservation::take(&[again, again]),
             Err(Error::PortInUse { .. })
         ));
         // Dropping frees the ports.
@@ -382,13 +274,13 @@ mod tests {
         assert_eq!(held.len(), 1);
         // A host process's port.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let taken = listener.local_addr().unwrap().port();
-        let e = Reservation::take(&[parse(&format!("{taken}:80"))]).unwrap_err();
+        let busy = listener.local_addr().unwrap().port();
+        let e = Reservation::take(&[port(None, busy, 80, Protocol::Tcp)]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!("host port 0.0.0.0:{taken}/tcp is already in use")
+            format!("host port 0.0.0.0:{busy}/tcp is already in use")
         );
-        let e = Reservation::take(&[parse("192.0.2.1:8080:80")]).unwrap_err();
+        let e = Reservation::take(&[port(Some("192.0.2.1"), 8080, 80, Protocol::Tcp)]).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crun_shim_network::{
     AttachRequest, DefaultNetwork, Error, NetworkRequest, NetworkSpec, Networking,
-    NetworkingOptions, Phase, PortMapping,
+    NetworkingOptions, Phase, PortMapping, Protocol,
 };
 
 /// A test's own networking: state, namespaces and definitions in a
@@ -95,6 +95,7 @@ impl Fixture {
             networks: vec![NetworkRequest {
                 name: self.network.clone(),
                 ip: None,
+                aliases: Vec::new(),
             }],
             ..Default::default()
         }
@@ -139,6 +140,26 @@ impl Drop for Fixture {
             .output();
         let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(&self.network));
     }
+}
+
+/// A mapping of `container_port` from `host_port` (0: any).
+fn port(
+    host_ip: Option<&str>,
+    host_port: u16,
+    container_port: u16,
+    protocol: Protocol,
+) -> PortMapping {
+    PortMapping {
+        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+        host_port,
+        container_port,
+        protocol,
+    }
+}
+
+/// A mapping of TCP port 80 from `host_port`.
+fn port_of(host_ip: Option<&str>, host_port: u16) -> PortMapping {
+    port(host_ip, host_port, 80, Protocol::Tcp)
 }
 
 fn run(program: &str, args: &[&str]) -> String {
@@ -225,7 +246,9 @@ fn ipv4(addrs: &[IpAddr]) -> IpAddr {
 fn two_namespaces_on_one_network_reach_each_other_and_know_each_others_names() {
     let f = Fixture::new(0);
     let before = f.footprint();
-    let a = f.net().attach(&f.request("web")).unwrap();
+    let mut web = f.request("web");
+    web.networks[0].aliases = vec!["www".into()];
+    let a = f.net().attach(&web).unwrap();
     let b = f.net().attach(&f.request("client")).unwrap();
     assert_eq!(a.phase, Phase::Ready);
     let (ia, ib) = (a.interfaces(), b.interfaces());
@@ -258,7 +281,7 @@ fn two_namespaces_on_one_network_reach_each_other_and_know_each_others_names() {
     // Each knows the other by name, and a leaver is forgotten.
     let hosts = |id: &str| std::fs::read_to_string(f.net().hosts_path(id)).unwrap();
     assert!(
-        hosts("client").contains(&format!("{ip_a}\tweb\n")),
+        hosts("client").contains(&format!("{ip_a}\tweb www\n")),
         "{}",
         hosts("client")
     );
@@ -288,8 +311,8 @@ fn a_published_port_answers_on_loopback_and_a_taken_one_fails_up_front() {
     let before = f.footprint();
     let mut request = f.request("pub");
     request.ports = vec![
-        "127.0.0.1::80".parse().unwrap(),
-        "8080/udp".parse().unwrap(),
+        port(Some("127.0.0.1"), 0, 80, Protocol::Tcp),
+        port(None, 0, 8080, Protocol::Udp),
     ];
     let a = f.net().attach(&request).unwrap();
     let port = a.ports[0].host_port;
@@ -303,7 +326,7 @@ fn a_published_port_answers_on_loopback_and_a_taken_one_fails_up_front() {
 
     // The same host port again: refused before anything is made.
     let mut twice = f.request("twice");
-    twice.ports = vec![format!("{port}:80").parse().unwrap()];
+    twice.ports = vec![port_of(None, port)];
     let during = f.footprint();
     let err = f.net().attach(&twice).unwrap_err();
     assert!(
@@ -373,7 +396,7 @@ fn a_restarted_runtime_adopts_finishes_or_remakes_attachments() {
     let mut f = Fixture::new(3);
     let before = f.footprint();
     let mut request = f.request("kept");
-    request.ports = vec!["127.0.0.1::80".parse().unwrap()];
+    request.ports = vec![port(Some("127.0.0.1"), 0, 80, Protocol::Tcp)];
     let kept = f.net().attach(&request).unwrap();
     let half = f.net().attach(&f.request("half")).unwrap();
     let gone = f.net().attach(&f.request("gone")).unwrap();
@@ -417,11 +440,7 @@ fn a_restarted_runtime_adopts_finishes_or_remakes_attachments() {
         "still here"
     );
     let mut thief = f.request("thief");
-    thief.ports = vec![
-        format!("127.0.0.1:{port}:80")
-            .parse::<PortMapping>()
-            .unwrap(),
-    ];
+    thief.ports = vec![port_of(Some("127.0.0.1"), port)];
     assert!(matches!(
         f.net().attach(&thief),
         Err(Error::PortInUse { .. })
@@ -501,6 +520,7 @@ fn attach_from_a_private_mount_namespace() {
             networks: vec![NetworkRequest {
                 name: network,
                 ip: None,
+                aliases: Vec::new(),
             }],
             ..Default::default()
         })
