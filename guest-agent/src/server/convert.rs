@@ -56,6 +56,14 @@ pub enum ConversionError {
         /// Its value.
         value: prost_types::Duration,
     },
+    /// A value of the wire this agent knows but does not support yet.
+    #[error("{field} {value} is not supported by this agent yet")]
+    Unsupported {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: &'static str,
+    },
 }
 
 /// The result of a conversion from the wire.
@@ -117,6 +125,12 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
         let network = match known(c.network_mode, "network mode")? {
             pb::NetworkMode::Unspecified | pb::NetworkMode::None => NetworkMode::None,
             pb::NetworkMode::Host => NetworkMode::Host,
+            mode @ (pb::NetworkMode::Bridge | pb::NetworkMode::Container) => {
+                return Err(ConversionError::Unsupported {
+                    field: "network mode",
+                    value: mode.as_str_name(),
+                });
+            }
         };
         let restart_policy = match c.restart_policy {
             None => RestartPolicy::No,
@@ -349,6 +363,7 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             annotations: c.annotations.clone().into_iter().collect(),
             seccomp: Some((&c.seccomp).into()),
             no_new_privileges: c.no_new_privileges,
+            ..Default::default()
         }
     }
 }
@@ -419,6 +434,7 @@ impl From<&ContainerView> for pb::Container {
             rootfs_path: r.rootfs_path.display().to_string(),
             image_digest: r.image_digest.clone().unwrap_or_default(),
             exec_ids: v.exec_ids.clone(),
+            ..Default::default()
         }
     }
 }
