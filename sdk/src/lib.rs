@@ -7,6 +7,9 @@
 //!   completion or interactive), logs, events, health, metrics, and the
 //!   runtime's own upkeep (cleanup, orphans, recovery, shutdown).
 //! - [`ImageStore`]: pull (with progress), list, inspect, remove, rootfs.
+//! - [`Networks`]: the agents' bridge networks (create, remove, list,
+//!   inspect); containers join them with [`ContainerConfig::network`],
+//!   `networks` and `ports`.
 //! - [`RuntimeConfig`]: where the daemon is, and the settings of the Linux
 //!   VM that runs the containers on macOS.
 //! - [`Error`]: one error type whose variants say what went wrong
@@ -53,6 +56,7 @@ mod health;
 mod images;
 mod logs;
 mod metrics;
+mod network;
 mod runtime;
 mod system;
 mod transport;
@@ -79,6 +83,10 @@ pub use logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
 pub use metrics::{
     BlkioMetrics, ContainerMetrics, CpuMetrics, InterfaceMetrics, MemoryMetrics, NetworkMetrics,
     PidsMetrics,
+};
+pub use network::{
+    ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
+    NetworkOptions, NetworkSubnet, Networks, PortMapping,
 };
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
 pub use system::{
