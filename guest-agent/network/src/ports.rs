@@ -16,7 +16,6 @@
 //! the network namespace. A runtime inside a VM publishes on the VM's
 //! addresses; forwarding those to the VM's host is the VM launcher's part.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
@@ -62,24 +61,6 @@ pub struct PortMapping {
     pub container_port: u16,
     /// The protocol.
     pub protocol: Protocol,
-}
-
-impl fmt::Display for PortMapping {
-    /// Docker's `-p` syntax: `127.0.0.1:8080:80/tcp`, `80/udp`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.host_ip {
-            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
-            Some(IpAddr::V4(ip)) => write!(f, "{ip}:")?,
-            None => {}
-        }
-        if self.host_port != 0 || self.host_ip.is_some() {
-            if self.host_port != 0 {
-                write!(f, "{}", self.host_port)?;
-            }
-            write!(f, ":")?;
-        }
-        write!(f, "{}/{}", self.container_port, self.protocol.as_str())
-    }
 }
 
 impl PortMapping {
@@ -213,20 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn docker_syntax_and_portmap_entries() {
-        assert_eq!(port(None, 0, 80, Protocol::Tcp).to_string(), "80/tcp");
-        assert_eq!(
-            port(None, 8080, 80, Protocol::Udp).to_string(),
-            "8080:80/udp"
-        );
-        assert_eq!(
-            port(Some("127.0.0.1"), 0, 80, Protocol::Tcp).to_string(),
-            "127.0.0.1::80/tcp"
-        );
-        assert_eq!(
-            port(Some("::1"), 8443, 443, Protocol::Tcp).to_string(),
-            "[::1]:8443:443/tcp"
-        );
+    fn host_sides_and_portmap_entries() {
         assert_eq!(
             port(Some("::1"), 8443, 443, Protocol::Tcp).host_side(),
             "[::1]:8443/tcp"
