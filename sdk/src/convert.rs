@@ -303,7 +303,11 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             network,
             networks: all(c.networks)?,
             ports: all(c.ports)?,
-            dns: c.dns.map(TryInto::try_into).transpose()?.unwrap_or_default(),
+            dns: c
+                .dns
+                .map(TryInto::try_into)
+                .transpose()?
+                .unwrap_or_default(),
             extra_hosts: all(c.extra_hosts)?,
             resources: c.resources.map(Into::into).unwrap_or_default(),
             labels: c.labels.into_iter().collect(),

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -42,7 +42,7 @@ const RESOLV_FILE: &str = "resolv.conf";
 const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 
 /// How the networking is set up.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NetworkingOptions {
     /// Where attachments are recorded (one directory per container).
     pub state_dir: PathBuf,
@@ -57,7 +57,7 @@ pub struct NetworkingOptions {
     /// The mount namespace that namespaces are also mounted in, so that
     /// they outlive this process (see [`crate::netns`]); `None` when this
     /// process's own is the durable one.
-    pub durable_mount_namespace: Option<OwnedFd>,
+    pub durable_mount_namespace: Option<Arc<OwnedFd>>,
     /// The host's resolv.conf, which containers' start from.
     pub resolv_conf: PathBuf,
     /// How long one plugin may run.
@@ -144,7 +144,7 @@ pub struct Attachment {
 }
 
 /// A container's interface on one network, as the plugins reported it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceInfo {
     /// The network.
     pub network: String,
@@ -233,6 +233,19 @@ pub struct AttachRequest {
     pub extra_hosts: Vec<HostEntry>,
 }
 
+/// A container marked busy, unmarked on drop.
+struct Busy<'a>(&'a Networking, String);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
+    }
+}
+
 /// What [`Networking::recover`] found and did.
 #[derive(Debug, Default)]
 pub struct RecoverReport {
@@ -262,6 +275,9 @@ pub struct Networking {
     reservations: Mutex<HashMap<String, Reservation>>,
     /// Serializes the rewriting of hosts files.
     hosts: Mutex<()>,
+    /// Containers being attached or detached now, which recovery leaves
+    /// alone.
+    busy: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Networking {
@@ -311,6 +327,7 @@ impl Networking {
             attachments: Mutex::new(attachments),
             reservations: Mutex::new(HashMap::new()),
             hosts: Mutex::new(()),
+            busy: Mutex::new(Default::default()),
         })
     }
 
@@ -441,8 +458,14 @@ impl Networking {
     /// everything done is undone; a taken port fails before anything is
     /// made.
     pub fn attach(&self, request: &AttachRequest) -> Result<Attachment> {
+        crate::validate_name("container", &request.container_id)?;
+        let _busy = self.busy(&request.container_id)?;
+        self.attach_now(request)
+    }
+
+    /// [`Networking::attach`] of a container marked busy.
+    fn attach_now(&self, request: &AttachRequest) -> Result<Attachment> {
         let id = &request.container_id;
-        crate::validate_name("container", id)?;
         if self.lock_attachments().contains_key(id) {
             return Err(Error::InvalidArgument(format!(
                 "container {id} is attached already"
@@ -562,6 +585,7 @@ impl Networking {
     /// failure the record stays, `removing`, for [`Networking::recover`]
     /// to finish.
     pub fn detach(&self, id: &str) -> Result<bool> {
+        let _busy = self.busy(id)?;
         let Some(attachment) = self.attachment(id) else {
             return Ok(false);
         };
@@ -634,6 +658,9 @@ impl Networking {
         let mut report = RecoverReport::default();
         for attachment in self.attachments() {
             let id = attachment.container_id.clone();
+            let Ok(_busy) = self.busy(&id) else {
+                continue;
+            };
             match attachment.phase {
                 Phase::Creating | Phase::Removing => match self.teardown(attachment) {
                     Ok(()) => report.torn_down.push(id),
@@ -644,17 +671,20 @@ impl Networking {
                     Err(e) => report.failed.push((id, e)),
                 },
                 Phase::Ready => {
-                    match Reservation::take(&attachment.ports) {
-                        Ok((_, held)) => {
-                            self.reservations
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(id.clone(), held);
-                        }
-                        Err(e) => {
-                            warn!(container = %id, error = %e, "cannot hold its published ports again")
+                    let mut reservations =
+                        self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+                    // Held already when recovery runs again in this process.
+                    if !reservations.contains_key(&id) {
+                        match Reservation::take(&attachment.ports) {
+                            Ok((_, held)) => {
+                                reservations.insert(id.clone(), held);
+                            }
+                            Err(e) => {
+                                warn!(container = %id, error = %e, "cannot hold its published ports again")
+                            }
                         }
                     }
+                    drop(reservations);
                     report.ready.push(id);
                 }
             }
@@ -691,7 +721,19 @@ impl Networking {
         };
         warn!(container = %request.container_id, "its network namespace is gone; making it again");
         self.teardown(attachment)?;
-        self.attach(&request).map(drop)
+        self.attach_now(&request).map(drop)
+    }
+
+    /// Marks container `id` as being attached or detached until the guard
+    /// drops; an error if it is already.
+    fn busy(&self, id: &str) -> Result<Busy<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if !busy.insert(id.to_string()) {
+            return Err(Error::InvalidArgument(format!(
+                "container {id} is being attached or detached"
+            )));
+        }
+        Ok(Busy(self, id.to_string()))
     }
 
     // ---- files ---------------------------------------------------------

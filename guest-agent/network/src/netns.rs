@@ -26,6 +26,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -33,7 +34,7 @@ use crate::error::{Error, IoContext, Result};
 #[derive(Debug)]
 pub struct NetnsDir {
     dir: PathBuf,
-    durable: Option<OwnedFd>,
+    durable: Option<Arc<OwnedFd>>,
 }
 
 /// Opens this process's mount namespace, to be passed later to
@@ -71,7 +72,7 @@ impl NetnsDir {
     /// mounted in the mount namespace `durable` as well as in this
     /// process's (`None`: only in this process's, when it is the durable
     /// one already).
-    pub fn new(dir: PathBuf, durable: Option<OwnedFd>) -> Result<NetnsDir> {
+    pub fn new(dir: PathBuf, durable: Option<Arc<OwnedFd>>) -> Result<NetnsDir> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -511,7 +511,9 @@ fn attach_from_a_private_mount_namespace() {
     let mut options =
         NetworkingOptions::new(dir.join("state"), dir.join("netns"), dir.join("net.d"));
     options.default_network.name = default;
-    options.durable_mount_namespace = Some(std::fs::File::open(mnt).unwrap().into());
+    options.durable_mount_namespace = Some(std::sync::Arc::new(
+        std::fs::File::open(mnt).unwrap().into(),
+    ));
     let net = Networking::open(options).unwrap();
     let a = net
         .attach(&AttachRequest {

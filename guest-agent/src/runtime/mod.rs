@@ -15,6 +15,7 @@ mod health;
 mod images;
 mod launch;
 mod lifecycle;
+pub mod network;
 mod observe;
 mod recovery;
 mod restart;
@@ -31,6 +32,7 @@ use tracing::warn;
 
 pub use backend::Backend;
 pub use entry::{ContainerView, Entry, Inspection};
+pub use network::{NetworkInfo, NetworkOptions};
 pub use recovery::RecoverReport;
 
 use crate::error::{Error, IoContext, Result};
@@ -59,6 +61,8 @@ pub struct RuntimeOptions {
     pub journal: JournalLimits,
     /// The image store's options (it lives in `ROOT/images`).
     pub images: crun_shim_images::StoreOptions,
+    /// The networking's options.
+    pub network: NetworkOptions,
 }
 
 /// Which containers `list` returns.
@@ -84,6 +88,7 @@ pub struct Runtime {
     reserved: std::sync::Mutex<HashSet<String>>,
     journal: Arc<Journal>,
     images: crun_shim_images::Store,
+    networking: Arc<crun_shim_network::Networking>,
     started_at: SystemTime,
 }
 
@@ -143,6 +148,12 @@ impl Runtime {
         })
         .await
         .map_err(|e| Error::Internal(format!("opening the image store: {e}")))??;
+        let networking = tokio::task::spawn_blocking({
+            let options = options.network.networking.clone();
+            move || crun_shim_network::Networking::open(options)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening the networking: {e}")))??;
         let runtime = Arc::new(Runtime {
             store,
             options: options.clone(),
@@ -153,6 +164,7 @@ impl Runtime {
             reserved: std::sync::Mutex::new(HashSet::new()),
             journal,
             images,
+            networking: Arc::new(networking),
             started_at: SystemTime::now(),
         });
         let exec_dir = runtime.store.exec_dir();
