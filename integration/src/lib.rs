@@ -4,12 +4,14 @@
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
 //! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
 //! real `crun-shim-agent` on a private state root, [`host`] a real
-//! `crun-shimd`, and [`binary`] finds the workspace's binaries;
-//! [`critest_images`] builds the images critest pulls.
+//! `crun-shimd`, [`net`] networks of a test's own, and [`binary`] finds
+//! the workspace's binaries; [`critest_images`] builds the images critest
+//! pulls.
 
 pub mod agent;
 pub mod critest_images;
 pub mod host;
+pub mod net;
 pub mod registry;
 pub mod served;
 
@@ -58,6 +60,7 @@ const APPLETS: &[&str] = &[
     "stty",
     "tty",
     "wget",
+    "httpd",
     "grep",
     "sed",
     "awk",
