@@ -207,13 +207,33 @@ fn first_host(subnet: IpNet) -> Option<IpAddr> {
     subnet.hosts().next()
 }
 
-/// The bridge network configuration list this runtime writes.
+/// Whether the host's `FORWARD` chain drops what no rule accepts (a
+/// Docker host does): then a network needs the `firewall` plugin, which
+/// accepts its containers' traffic. Where the policy is ACCEPT the plugin
+/// only costs time (two iptables rounds per container). Unknown (no
+/// iptables): assumed so.
+pub fn forward_needs_firewall() -> bool {
+    let policy = std::process::Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output();
+    match policy {
+        Ok(out) if out.status.success() => !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == "-P FORWARD ACCEPT"),
+        _ => true,
+    }
+}
+
+/// The bridge network configuration list this runtime writes: `bridge`
+/// (with `host-local` addresses), `portmap`, and `firewall` when
+/// `firewall` says so.
 fn bridge_conflist(
     name: &str,
     bridge: &str,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     own: &OwnSection,
+    firewall: bool,
 ) -> ConfList {
     let routes = if own.internal {
         json!([])
@@ -233,9 +253,17 @@ fn bridge_conflist(
                 "routes": routes
             }
         },
-        {"type": "portmap", "capabilities": {"portMappings": true}},
-        {"type": "firewall"}
+        {"type": "portmap", "capabilities": {"portMappings": true}}
     ]);
+    let mut plugins: Vec<Map<String, Value>> = plugins
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.as_object().cloned())
+        .collect();
+    if firewall {
+        plugins.extend(json!({"type": "firewall"}).as_object().cloned());
+    }
     let mut extra = Map::new();
     if *own != OwnSection::default() {
         extra.insert(
@@ -247,12 +275,7 @@ fn bridge_conflist(
         cni_version: "1.0.0".into(),
         name: name.into(),
         disable_check: false,
-        plugins: plugins
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_object().cloned())
-            .collect(),
+        plugins,
         extra,
     }
 }
@@ -295,6 +318,7 @@ impl Definitions {
                 d.subnet,
                 gateway,
                 &OwnSection::default(),
+                forward_needs_firewall(),
             );
             definitions.write(&list)?;
         }
@@ -436,7 +460,14 @@ impl Definitions {
             labels: spec.labels.clone(),
             internal: spec.internal,
         };
-        let list = bridge_conflist(&spec.name, &bridge, subnet, gateway, &own);
+        let list = bridge_conflist(
+            &spec.name,
+            &bridge,
+            subnet,
+            gateway,
+            &own,
+            forward_needs_firewall(),
+        );
         let path = self.write(&list)?;
         Ok(self.network(path, list))
     }
@@ -540,7 +571,11 @@ mod tests {
         assert_eq!(default.path, dir.path().join("net.d/crun-shim.conflist"));
         assert_eq!(
             default.conflist.plugin_types(),
-            ["bridge", "portmap", "firewall"]
+            if forward_needs_firewall() {
+                &["bridge", "portmap", "firewall"][..]
+            } else {
+                &["bridge", "portmap"][..]
+            }
         );
         assert_eq!(default.bridge().as_deref(), Some("crun-shim0"));
         assert_eq!(

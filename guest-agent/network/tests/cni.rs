@@ -531,3 +531,41 @@ fn attach_from_a_private_mount_namespace() {
     assert!(crun_shim_network::netns::is_netns(&a.netns));
     std::process::exit(0);
 }
+
+#[test]
+fn the_firewall_plugin_where_a_network_asks_for_it() {
+    // Networks made here have it only where FORWARD drops by default; a
+    // hand-written one asks for it.
+    let mut f = Fixture::new(5);
+    let walled = format!("{}-fw", f.network);
+    let list = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": walled,
+        "plugins": [
+            {"type": "bridge", "bridge": f.bridge, "isGateway": true, "ipMasq": true,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": f.subnet}]]}},
+            {"type": "firewall"}
+        ]
+    });
+    f.net().remove_network(&f.network).unwrap();
+    std::fs::write(
+        f.dir.path().join(format!("net.d/{walled}.conflist")),
+        list.to_string(),
+    )
+    .unwrap();
+    let mut request = f.request("walled");
+    request.networks[0].name = walled.clone();
+    let a = f.net().attach(&request).unwrap();
+    let ip = ipv4(&a.addresses()).to_string();
+    let rules = || {
+        run("iptables", &["-S", "CNI-FORWARD"])
+            .lines()
+            .filter(|l| l.contains(&format!("{ip}/32")))
+            .count()
+    };
+    assert_eq!(rules(), 2, "{}", run("iptables", &["-S", "CNI-FORWARD"]));
+    f.net().check("walled").unwrap();
+    f.net().detach("walled").unwrap();
+    assert_eq!(rules(), 0);
+    f.network = walled;
+}

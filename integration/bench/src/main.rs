@@ -7,7 +7,8 @@
 //! 4. memory per idle container at 1, 10 and 100, and the metrics of
 //!    all 100 in one call;
 //! 5. exit event latency;
-//! 6. image pull + unpack, and create-to-started of image containers.
+//! 6. image pull + unpack, and create-to-started of image containers;
+//! 7. the lifecycle of a bridged container with a published port.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -52,7 +53,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// pull).
+    /// pull, network).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -132,6 +133,9 @@ async fn run_all(
     }
     if wanted("events") {
         record("events", scenarios::events::measure(&setup, &ours).await);
+    }
+    if wanted("network") {
+        record("network", scenarios::network::measure(&setup, &ours).await);
     }
     if wanted("pull") {
         match scenarios::images::measure(&setup, &ours).await {
