@@ -6,8 +6,6 @@
 # tests. Nothing is built, so nothing is cached: a cold run is the apt
 # install, a warm one a dpkg query.
 set -euo pipefail
-# setup.sh exports apt_install but not its apt_updated flag.
-: "${apt_updated:=0}"
 
 apt_install containernetworking-plugins iptables iproute2
 
