@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Container networking: the CNI plugins the agent runs (bridge, host-local,
-# portmap, loopback, firewall from Debian's containernetworking-plugins, in
+# portmap and firewall from Debian's containernetworking-plugins, in
 # /usr/lib/cni) and what they run themselves: iptables (the nf_tables
 # backend, Debian's default) for ipMasq and port mappings, iproute2 for the
 # tests. Nothing is built, so nothing is cached: a cold run is the apt
@@ -9,7 +9,7 @@ set -euo pipefail
 
 apt_install containernetworking-plugins iptables iproute2
 
-for plugin in bridge host-local portmap loopback firewall; do
+for plugin in bridge host-local portmap firewall; do
   if [ ! -x "/usr/lib/cni/$plugin" ]; then
     log "network: /usr/lib/cni/$plugin is missing after installing containernetworking-plugins"
     exit 1
