@@ -141,6 +141,8 @@ impl NetnsDir {
         );
         let durable = self.durable.as_ref().map(|fd| fd.as_raw_fd());
         let mut lo: libc::ifreq = zeroed_ifreq(b"lo");
+        // SAFETY: getpid has no preconditions.
+        let agent = unsafe { libc::getpid() };
         // SAFETY: the child only makes async-signal-safe system calls on
         // memory prepared before the fork, then `_exit`s.
         let pid = unsafe { libc::fork() };
@@ -157,6 +159,15 @@ impl NetnsDir {
                     libc::write(status_write, msg.as_ptr().cast(), 8);
                     libc::_exit(1);
                 };
+                // Never outlive the agent: a child of a SIGKILLed agent
+                // would hold the agent's files (its lock among them). The
+                // forking thread waits for this child, so only the
+                // process's death fires this.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::getppid() != agent
+                {
+                    libc::_exit(1);
+                }
                 if let Some(fd) = durable
                     && libc::setns(fd, libc::CLONE_NEWNS) != 0
                 {
@@ -195,8 +206,9 @@ impl NetnsDir {
                 let ok = [0i32, 0];
                 libc::write(status_write, ok.as_ptr().cast(), 8);
                 // Wait until the agent has mounted this process's namespace
-                // in its own mount namespace (EOF when it closes the pipe,
-                // or dies).
+                // in its own mount namespace: it writes a byte then. Not EOF
+                // alone, which never comes while a sibling forked for a
+                // concurrent create holds a copy of the write end.
                 libc::close(go_write);
                 let mut byte = 0u8;
                 libc::read(go_read, (&raw mut byte).cast(), 1);
@@ -215,7 +227,9 @@ impl NetnsDir {
             None => Ok(()),
         };
         // Lets the child exit, then reaps it.
-        go.write = None;
+        if let Some(write) = go.write.take() {
+            let _ = nix::unistd::write(&write, &[1]);
+        }
         drop(child);
         mounted.map_err(|e| Error::io(format!("mounting network namespace {}", path.display()), e))
     }
