@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::Harness;
+use std::time::Duration;
+
+use common::{Harness, eventually};
 use integration::net::{TestNetwork, free_port, http_get};
 use integration::until;
 use libcrun_shim_proto::v1 as pb;
@@ -316,6 +318,82 @@ async fn a_killed_agent_leaves_the_network_up_and_its_successor_cleans_it() {
     assert_eq!(net.footprint(), before);
 }
 
+/// Whether a create is half-way with its network attached: an attachment
+/// record and no container record yet.
+fn attached_before_its_record(root: &std::path::Path) -> bool {
+    std::fs::read_dir(root.join("network"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.path().join("attachment.json").exists()
+                    && !root
+                        .join("containers")
+                        .join(e.file_name())
+                        .join("record.json")
+                        .exists()
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn bridged_creates_cut_by_an_agent_sigkill_leave_no_network_behind() {
+    let mut h = Harness::start().await;
+    let net = TestNetwork::new(9);
+    create_network(&h, &net).await;
+    let config = |h: &Harness, id: &str| {
+        let mut config = web(h, id, Some(&net), "x");
+        config.ports = vec![port("127.0.0.1", 0, 80)];
+        config
+    };
+    // One cycle first: the plugins make their shared chains once.
+    h.create(config(&h, "warm")).await.unwrap();
+    h.delete("warm", true).await.unwrap();
+    let before = net.footprint();
+    let root = h.agent.root();
+    let ids: Vec<String> = (0..10).map(|i| format!("netcut{i}")).collect();
+    let creates = h.create_concurrently(ids.iter().map(|id| config(&h, id)).collect());
+    // SIGKILL while a create has its network and no record.
+    assert!(
+        eventually(Duration::from_secs(30), || attached_before_its_record(
+            &root
+        ))
+        .await,
+        "no create seen attached before its record"
+    );
+    h.agent.kill();
+    for create in creates {
+        let _ = create.await;
+    }
+
+    h.agent.restart().unwrap();
+    h.reconnect().await;
+    let listed: Vec<String> = h
+        .containers
+        .list(pb::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for id in ids.iter().filter(|id| !listed.contains(id)) {
+        assert!(
+            !root.join("network").join(id).exists(),
+            "{id}: attachment left"
+        );
+        assert!(
+            !root.join("netns").join(id).exists(),
+            "{id}: namespace left"
+        );
+    }
+    eprintln!("{} of {} creates completed", listed.len(), ids.len());
+    for id in &listed {
+        h.delete(id, true).await.unwrap();
+    }
+    assert_eq!(net.footprint(), before);
+}
+
 #[tokio::test]
 async fn a_container_joins_another_ones_namespace() {
     let mut h = Harness::start().await;
@@ -530,7 +608,9 @@ async fn an_attachment_without_its_container_is_an_orphan_force_delete_removes()
     h.create(web(&h, "lost", Some(&net), "x")).await.unwrap();
     h.start_container("lost").await;
     h.agent.kill();
-    std::fs::remove_file(h.agent.root().join("containers/lost/record.json")).unwrap();
+    // A damaged record: the container is no longer known (a missing one
+    // would be a create in flight, undone at start).
+    std::fs::write(h.agent.root().join("containers/lost/record.json"), "{").unwrap();
     h.agent.restart().unwrap();
     h.reconnect().await;
     let orphans = h
