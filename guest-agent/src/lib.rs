@@ -45,4 +45,5 @@ pub mod process;
 pub mod runtime;
 pub mod server;
 pub mod spec;
+pub mod stdio;
 pub mod store;

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! ROOT/libcrun/                 libcrun's state root
+//!     .cache/seccomp/           libcrun's compiled seccomp filters, not crash-safe:
+//!                               emptied at each agent start (backend::libcrun)
 //! ROOT/containers/ID/           one directory per container (also its OCI bundle)
 //!     config.json               the OCI runtime spec it runs with
 //!     record.json               the agent's record (written by the agent)
@@ -9,6 +11,9 @@
 //!     monitor.log               the monitor's own diagnostics
 //!     logs/                     the container's stdout and stderr (CRI format, rotated)
 //!     execs/EXEC_ID.json        an exec process started and not yet reported ended
+//!     attach.sock               the monitor's attach socket (while it runs)
+//!     processes/EXEC/           a detached exec process (`StartProcess`): process.json,
+//!                               record.json, exit.json, monitor.log, attach.sock
 //! ROOT/exec/                    process specs and console sockets of exec processes
 //! ROOT/agent.lock               held (flock) by the one agent serving this root
 //! ```
@@ -26,7 +31,8 @@
 //!
 //! Every JSON file is written to a temporary file and renamed into place,
 //! so a reader (or an agent restarted after a crash) sees the old or the
-//! new content, never a torn one.
+//! new content, never a torn one; with `CRUN_SHIM_DURABLE_STATE=1` (a VM's
+//! state disk) it is fsynced too, and survives a power loss.
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};
@@ -104,6 +110,10 @@ pub const MONITOR_LOG: &str = "monitor.log";
 pub const LOGS_DIR: &str = "logs";
 /// The notes of started exec processes (see [`Store::note_exec`]).
 pub const EXECS_DIR: &str = "execs";
+/// The directory of a container's detached exec processes (one directory
+/// each, named by exec id: `process.json`, `record.json`, `exit.json`,
+/// `monitor.log`, `attach.sock`).
+pub const PROCESSES_DIR: &str = "processes";
 /// The lock the agent serving a root holds (in the root).
 pub const LOCK_FILE: &str = "agent.lock";
 
@@ -119,8 +129,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_file_name(tmp_name);
     let mut file = fs::File::create(&tmp)?;
     file.write_all(bytes)?;
+    if durable() {
+        file.sync_all()?;
+    }
     drop(file);
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    if durable()
+        && let Some(dir) = path.parent()
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The environment variable that makes state files durable (`1`): each is
+/// fsynced, and its directory after the rename. The guest's init sets it
+/// when the state root is on a disk: a VM killed is a power loss for it.
+pub const DURABLE_ENV: &str = "CRUN_SHIM_DURABLE_STATE";
+
+/// Whether state files are made durable ([`DURABLE_ENV`]).
+pub(crate) fn durable() -> bool {
+    static DURABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DURABLE.get_or_init(|| std::env::var(DURABLE_ENV).is_ok_and(|v| v == "1"))
 }
 
 /// Writes a value as JSON, atomically.

@@ -39,7 +39,7 @@ async fn bad_ids_are_invalid_arguments() {
         }
     }
     assert!(
-        std::fs::read_dir(h.agent.root().join("containers"))
+        std::fs::read_dir(h.local().root().join("containers"))
             .unwrap()
             .next()
             .is_none(),
@@ -189,7 +189,7 @@ async fn a_failed_create_leaves_nothing_behind() {
         "libcrun's message: {err:?}"
     );
 
-    let root = h.agent.root();
+    let root = h.local().root();
     for id in ["broken", "noprog"] {
         assert!(
             !root.join("containers").join(id).exists(),

@@ -8,13 +8,19 @@ use common::{Harness, events_until, kinds};
 use libcrun_shim_proto::v1 as pb;
 use pb::EventType as T;
 
+// Each of these runs against a fresh local agent and against the VM's agent.
+crate::on_local_and_vm!(
+    a_lifecycle_in_order,
+    replay_after_reconnect_and_after_restart_has_no_gaps_or_duplicates,
+    filters_select_containers_types_and_labels,
+    an_oom_kill_is_an_event_and_an_exit_flag,
+);
+
 fn sequences(events: &[pb::Event]) -> Vec<u64> {
     events.iter().map(|e| e.sequence).collect()
 }
 
-#[tokio::test]
-async fn a_lifecycle_in_order() {
-    let mut h = Harness::start().await;
+async fn a_lifecycle_in_order(mut h: Harness) {
     let mut stream = h.subscribe(None).await;
     let mut config = h.sh("life", "sleep 60");
     config.labels.insert("team".into(), "a".into());
@@ -90,14 +96,13 @@ async fn a_lifecycle_in_order() {
     );
 }
 
-#[tokio::test]
-async fn replay_after_reconnect_and_after_restart_has_no_gaps_or_duplicates() {
-    let mut h = Harness::start().await;
-    let mut first = h.subscribe(Some(0)).await;
+async fn replay_after_reconnect_and_after_restart_has_no_gaps_or_duplicates(mut h: Harness) {
+    let mut first = h.subscribe(Some(h.base)).await;
     h.run("a", "exit 0").await;
     h.wait("a").await;
     let seen = events_until(&mut first, |e| e.len() == 3).await;
-    assert_eq!(sequences(&seen), vec![1, 2, 3]);
+    let b = h.base;
+    assert_eq!(sequences(&seen), vec![b + 1, b + 2, b + 3]);
     drop(first);
     let last = seen.last().unwrap().sequence;
 
@@ -105,9 +110,7 @@ async fn replay_after_reconnect_and_after_restart_has_no_gaps_or_duplicates() {
     // killed and restarted in the middle.
     h.run("b", "exit 1").await;
     h.wait("b").await;
-    h.agent.kill();
-    h.agent.restart().expect("restart");
-    h.reconnect().await;
+    h.restart_agent().await;
     h.delete("a", false).await.unwrap();
     h.run("c", "exit 2").await;
     h.wait("c").await;
@@ -143,13 +146,11 @@ async fn replay_after_reconnect_and_after_restart_has_no_gaps_or_duplicates() {
     assert_eq!(live[0].container_id, "d");
 }
 
-#[tokio::test]
-async fn filters_select_containers_types_and_labels() {
-    let mut h = Harness::start().await;
+async fn filters_select_containers_types_and_labels(mut h: Harness) {
     let mut stream = h
         .events
         .subscribe(pb::SubscribeEventsRequest {
-            since_sequence: Some(0),
+            since_sequence: Some(h.base),
             types: vec![T::Exit as i32],
             labels: [("tier".to_string(), "db".to_string())].into(),
             ..Default::default()
@@ -169,9 +170,7 @@ async fn filters_select_containers_types_and_labels() {
     assert_eq!(kinds(&events), vec![(T::Exit, "db".into())]);
 }
 
-#[tokio::test]
-async fn an_oom_kill_is_an_event_and_an_exit_flag() {
-    let mut h = Harness::start().await;
+async fn an_oom_kill_is_an_event_and_an_exit_flag(mut h: Harness) {
     let mut stream = h.subscribe(None).await;
     let mut config = h.sh("hog", "head -c 200000000 /dev/zero | tail");
     config.resources = Some(pb::Resources {

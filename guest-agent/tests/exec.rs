@@ -11,6 +11,14 @@ use pb::exec_request::Request as In;
 use pb::exec_response::Response as Out;
 use tokio_stream::wrappers::ReceiverStream;
 
+// Each of these runs against a fresh local agent and against the VM's agent.
+crate::on_local_and_vm!(
+    stdin_reaches_the_process_and_its_eof_too,
+    a_terminal_with_resize,
+    exec_sync_timeouts_and_bounded_output,
+    exec_refusals,
+);
+
 fn start(container: &str, command: &[&str], tty: bool, stdin: bool) -> pb::ExecRequest {
     pb::ExecRequest {
         request: Some(In::Start(pb::ExecStart {
@@ -71,9 +79,7 @@ async fn collect(
     c
 }
 
-#[tokio::test]
-async fn stdin_reaches_the_process_and_its_eof_too() {
-    let mut h = Harness::start().await;
+async fn stdin_reaches_the_process_and_its_eof_too(mut h: Harness) {
     h.run("box", "sleep 60").await;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tx.send(start(
@@ -109,9 +115,7 @@ async fn stdin_reaches_the_process_and_its_eof_too() {
     assert!(h.inspect("box").await.exec_ids.is_empty());
 }
 
-#[tokio::test]
-async fn a_terminal_with_resize() {
-    let mut h = Harness::start().await;
+async fn a_terminal_with_resize(mut h: Harness) {
     h.run("tty", "sleep 60").await;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tx.send(start("tty", &["sh"], true, true)).await.unwrap();
@@ -160,9 +164,7 @@ async fn a_terminal_with_resize() {
     assert_eq!(c.exit.expect("exit").exit_code, 4);
 }
 
-#[tokio::test]
-async fn exec_sync_timeouts_and_bounded_output() {
-    let mut h = Harness::start().await;
+async fn exec_sync_timeouts_and_bounded_output(mut h: Harness) {
     h.run("sync", "sleep 60").await;
     let sync = |command: &[&str], timeout_ms: i32, max: u64| pb::ExecSyncRequest {
         container_id: "sync".into(),
@@ -231,9 +233,7 @@ async fn exec_sync_timeouts_and_bounded_output() {
     assert_eq!(r.stdout.as_ref(), b"65534\n");
 }
 
-#[tokio::test]
-async fn exec_refusals() {
-    let mut h = Harness::start().await;
+async fn exec_refusals(mut h: Harness) {
     let config = h.sh("created", "sleep 60");
     h.create(config).await.unwrap();
     let request = |id: &str, command: Vec<String>| pb::ExecSyncRequest {

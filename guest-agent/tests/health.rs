@@ -9,6 +9,12 @@ use std::time::Duration;
 use common::{Harness, events_until};
 use libcrun_shim_proto::v1 as pb;
 
+// Each of these runs against a fresh local agent and against the VM's agent.
+crate::on_local_and_vm!(
+    transitions_with_events_and_recent_results,
+    a_check_past_its_timeout_is_killed_and_fails,
+);
+
 fn check(command: &[&str], interval_ms: i32, timeout_ms: i32, retries: u32) -> pb::HealthCheck {
     let d = |ms: i32| prost_types::Duration {
         seconds: 0,
@@ -45,10 +51,8 @@ fn transition(e: &pb::Event) -> Option<(pb::HealthStatus, pb::HealthStatus)> {
     }
 }
 
-#[tokio::test]
-async fn transitions_with_events_and_recent_results() {
+async fn transitions_with_events_and_recent_results(mut h: Harness) {
     use pb::HealthStatus::{Healthy, Starting, Unhealthy};
-    let mut h = Harness::start().await;
     let flag = h.rootfs.path().join("tmp/healthy");
     std::fs::write(&flag, "ok").unwrap();
     let mut stream = h
@@ -88,16 +92,32 @@ async fn transitions_with_events_and_recent_results() {
     std::fs::write(&flag, "ok").unwrap();
     let events = events_until(&mut stream, |e| e.len() == 1).await;
     assert_eq!(transition(&events[0]), Some((Unhealthy, Healthy)));
-    // Results are bounded.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let now = health(&mut h, "probed").await;
-    assert_eq!(now.recent_results.len(), 5);
-    assert_eq!(now.failing_streak, 0);
+    // Results are bounded: once more than five checks ran, five are kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut finished = std::collections::HashSet::new();
+    loop {
+        let now = health(&mut h, "probed").await;
+        assert!(now.recent_results.len() <= 5, "{now:?}");
+        finished.extend(
+            now.recent_results
+                .iter()
+                .filter_map(|r| r.finished_at.map(|t| (t.seconds, t.nanos))),
+        );
+        if finished.len() > 5 && now.recent_results.len() == 5 {
+            assert_eq!(now.failing_streak, 0);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} checks in 30 s",
+            finished.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Checks resume after an agent restart: a failure now is seen by the
     // new agent.
-    h.agent.restart().expect("restart");
-    h.reconnect().await;
+    h.restart_agent().await;
     std::fs::remove_file(&flag).unwrap();
     let mut stream = h
         .events
@@ -112,9 +132,7 @@ async fn transitions_with_events_and_recent_results() {
     assert_eq!(transition(&events[0]), Some((Healthy, Unhealthy)));
 }
 
-#[tokio::test]
-async fn a_check_past_its_timeout_is_killed_and_fails() {
-    let mut h = Harness::start().await;
+async fn a_check_past_its_timeout_is_killed_and_fails(mut h: Harness) {
     let mut config = h.sh("slow", "sleep 600");
     config.health_check = Some(check(&["sleep", "30"], 200, 300, 1));
     h.create(config).await.unwrap();

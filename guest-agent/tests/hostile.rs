@@ -216,7 +216,7 @@ async fn each_hostile_create_gets_its_code_and_leaves_nothing() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 
-    let root = h.agent.root();
+    let root = h.local().root();
     assert_eq!(names(&root.join("containers")), Vec::<String>::new());
     let state: Vec<String> = names(&root.join("libcrun"))
         .into_iter()

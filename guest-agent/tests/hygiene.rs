@@ -34,14 +34,14 @@ async fn orphans_are_found_and_force_delete_removes_them_idempotently() {
     // without a record at all is a create cut short, undone at start-up:
     // see recovery.rs).
     let lost = h.run("lost", "sleep 600").await;
-    h.agent.kill();
-    std::fs::write(h.agent.root().join("containers/lost/record.json"), b"{").unwrap();
-    h.agent.restart().unwrap();
+    h.local_mut().kill();
+    std::fs::write(h.local().root().join("containers/lost/record.json"), b"{").unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     // A container whose monitor is killed: its exit can no longer be seen.
     let orphaned = h.run("orphaned", "sleep 600").await;
     let record: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(h.agent.root().join("containers/orphaned/record.json")).unwrap(),
+        &std::fs::read(h.local().root().join("containers/orphaned/record.json")).unwrap(),
     )
     .unwrap();
     let monitor = record["monitor"]["pid"].as_i64().unwrap() as i32;
@@ -126,7 +126,7 @@ async fn cleanup_stopped_removes_stopped_containers_and_their_logs() {
         .removed_ids;
     removed.sort();
     assert_eq!(removed, vec!["done1", "done2"]);
-    assert!(!h.agent.root().join("containers/done1").exists());
+    assert!(!h.local().root().join("containers/done1").exists());
     assert_eq!(
         h.inspect("alive").await.status,
         pb::ContainerStatus::Running as i32
@@ -145,11 +145,13 @@ async fn shutdown_leaving_containers_running_then_adopted() {
         .into_inner();
     assert!(r.stopped_ids.is_empty());
     assert_eq!(
-        h.agent.wait_exit(Duration::from_secs(10)).map(|s| s.code()),
+        h.local_mut()
+            .wait_exit(Duration::from_secs(10))
+            .map(|s| s.code()),
         Some(Some(0))
     );
     assert!(alive(c.pid as i32), "the container outlives the agent");
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     assert_eq!(
         h.inspect("stays").await.status,
@@ -190,12 +192,14 @@ async fn shutdown_stopping_containers() {
     stopped.sort();
     assert_eq!(stopped, vec!["goes", "stubborn"]);
     assert_eq!(
-        h.agent.wait_exit(Duration::from_secs(10)).map(|s| s.code()),
+        h.local_mut()
+            .wait_exit(Duration::from_secs(10))
+            .map(|s| s.code()),
         Some(Some(0))
     );
     assert!(!alive(c.pid as i32));
     // The exits were recorded and journalled before the agent left.
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let exit = h.inspect("goes").await.last_exit.unwrap();
     assert_eq!(exit.exit_code, 0);
@@ -215,13 +219,15 @@ async fn sigterm_is_graceful() {
     let mut h = Harness::start().await;
     let c = h.run("calm", "sleep 600").await;
     // SAFETY: sends SIGTERM to the agent this test started.
-    unsafe { libc::kill(h.agent.pid().unwrap() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(h.local().pid().unwrap() as i32, libc::SIGTERM) };
     assert_eq!(
-        h.agent.wait_exit(Duration::from_secs(10)).map(|s| s.code()),
+        h.local_mut()
+            .wait_exit(Duration::from_secs(10))
+            .map(|s| s.code()),
         Some(Some(0))
     );
     assert!(alive(c.pid as i32));
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let mut stream = h.subscribe(Some(0)).await;
     let events = events_until(&mut stream, |e| e.len() == 2).await;
@@ -346,9 +352,9 @@ async fn an_agent_killed_mid_lifecycle_loses_nothing() {
     // The first subscriber sees create and start, then its agent dies.
     let before = events_until(&mut stream, |e| e.len() == 2).await;
     assert_eq!(before.len(), 2);
-    h.agent.kill();
+    h.local_mut().kill();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let exit = h.wait("mid").await;
     assert_eq!(exit.exit_code, 9);

@@ -100,7 +100,7 @@ async fn exited_output(h: &mut Harness, id: &str) -> (String, String) {
 
 /// Whether the agent's mount namespace has a mount under `dir`.
 fn agent_mounts_under(h: &Harness, dir: &std::path::Path) -> bool {
-    let pid = h.agent.pid().expect("agent running");
+    let pid = h.local().pid().expect("agent running");
     let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
     mountinfo.lines().any(|l| {
         l.split(' ')
@@ -234,7 +234,7 @@ async fn pull_run_and_remove() {
     assert_eq!(used_by.len(), 3, "{used_by:?}");
 
     // Delete: the overlay goes with the container.
-    let dir = h.agent.root().join("containers/from-image");
+    let dir = h.local().root().join("containers/from-image");
     assert!(agent_mounts_under(&h, &dir));
     h.delete("from-image", false).await.unwrap();
     assert!(!agent_mounts_under(&h, &dir));
@@ -262,7 +262,7 @@ async fn pull_run_and_remove() {
             .images
             .is_empty()
     );
-    let layers = h.agent.root().join("images/layers/sha256");
+    let layers = h.local().root().join("images/layers/sha256");
     assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 3);
     h.delete("writer", false).await.unwrap();
     h.delete("reader", false).await.unwrap();
@@ -271,7 +271,7 @@ async fn pull_run_and_remove() {
         0,
         "layers collected"
     );
-    let blobs = h.agent.root().join("images/blobs/sha256");
+    let blobs = h.local().root().join("images/blobs/sha256");
     assert_eq!(
         std::fs::read_dir(&blobs).unwrap().count(),
         0,
@@ -394,7 +394,7 @@ async fn registry_with_authentication() {
     pull(&mut h, pull_request(reference))
         .await
         .expect("pull with the docker config");
-    let log = std::fs::read_to_string(h.agent.log()).unwrap();
+    let log = std::fs::read_to_string(h.local().log()).unwrap();
     assert!(
         !log.contains("s3cret") && !log.contains(auth),
         "a secret in the agent's log"
@@ -427,7 +427,7 @@ async fn bad_content_and_bad_references() {
     .await
     .unwrap_err();
     assert_eq!(corrupt.code(), Code::DataLoss, "{corrupt}");
-    let images = h.agent.root().join("images");
+    let images = h.local().root().join("images");
     for dir in ["blobs/sha256", "layers/sha256", "tmp"] {
         assert_eq!(
             std::fs::read_dir(images.join(dir)).unwrap().count(),
@@ -487,7 +487,7 @@ async fn bad_content_and_bad_references() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert!(!h.agent.root().join("containers/no-image").exists());
+    assert!(!h.local().root().join("containers/no-image").exists());
 }
 
 #[tokio::test]
@@ -551,7 +551,7 @@ async fn a_hostile_layer_writes_nothing_outside() {
     if let Err(e) = result {
         assert_eq!(e.code(), Code::PermissionDenied, "{e}");
         assert_eq!(
-            std::fs::read_dir(h.agent.root().join("images/layers/sha256"))
+            std::fs::read_dir(h.local().root().join("images/layers/sha256"))
                 .unwrap()
                 .count(),
             0
@@ -604,10 +604,10 @@ async fn an_interrupted_pull_completes_when_retried() {
             break;
         }
     }
-    h.agent.kill();
-    h.agent.restart().unwrap();
+    h.local_mut().kill();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
-    let images = h.agent.root().join("images");
+    let images = h.local().root().join("images");
     assert_eq!(
         std::fs::read_dir(images.join("tmp")).unwrap().count(),
         0,

@@ -121,8 +121,8 @@ async fn full_lifecycle() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
-    assert!(!h.agent.root().join("containers/life").exists());
-    assert!(!h.agent.root().join("libcrun/life").exists());
+    assert!(!h.local().root().join("containers/life").exists());
+    assert!(!h.local().root().join("libcrun/life").exists());
 }
 
 #[tokio::test]

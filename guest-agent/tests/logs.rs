@@ -9,9 +9,13 @@ use common::Harness;
 use libcrun_shim_proto::v1 as pb;
 use sha2::{Digest, Sha256};
 
-#[tokio::test]
-async fn follow_streams_until_the_container_exits() {
-    let mut h = Harness::start().await;
+// Each of these runs against a fresh local agent and against the VM's agent.
+crate::on_local_and_vm!(
+    follow_streams_until_the_container_exits,
+    since_and_until_select_by_time,
+);
+
+async fn follow_streams_until_the_container_exits(mut h: Harness) {
     h.run(
         "talker",
         "for i in 1 2 3 4 5; do echo line $i; echo err $i >&2; sleep 0.2; done; printf tail",
@@ -56,9 +60,7 @@ async fn follow_streams_until_the_container_exits() {
     assert!(entries.iter().all(|e| e.time.is_none()));
 }
 
-#[tokio::test]
-async fn since_and_until_select_by_time() {
-    let mut h = Harness::start().await;
+async fn since_and_until_select_by_time(mut h: Harness) {
     h.run("clock", "echo early; sleep 1; echo late").await;
     h.wait("clock").await;
     let (_, _, entries) = h
@@ -163,7 +165,7 @@ async fn an_absent_reader_never_blocks_the_container() {
         })
         .await;
     assert_eq!(out, b"end\n");
-    let files = std::fs::read_dir(h.agent.root().join("containers/noisy/logs"))
+    let files = std::fs::read_dir(h.local().root().join("containers/noisy/logs"))
         .unwrap()
         .count();
     assert!(files <= 2, "{files} log files kept");

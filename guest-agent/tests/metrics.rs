@@ -9,6 +9,15 @@ use std::time::Duration;
 use common::Harness;
 use libcrun_shim_proto::v1 as pb;
 
+// Each of these runs against a fresh local agent and against the VM's agent.
+crate::on_local_and_vm!(
+    cpu_time_grows_under_a_busy_loop,
+    memory_grows_with_allocation_and_shows_the_limit,
+    writing_a_file_shows_as_io_or_cache,
+    loopback_traffic_counts_in_the_containers_own_namespace,
+    all_containers_at_once_and_as_a_stream,
+);
+
 async fn metrics(h: &mut Harness, id: &str) -> pb::ContainerMetrics {
     h.metrics
         .get_metrics(pb::GetMetricsRequest {
@@ -41,9 +50,7 @@ async fn wait_for_log(h: &mut Harness, id: &str, text: &str) {
         .expect(text);
 }
 
-#[tokio::test]
-async fn cpu_time_grows_under_a_busy_loop() {
-    let mut h = Harness::start().await;
+async fn cpu_time_grows_under_a_busy_loop(mut h: Harness) {
     h.run("burner", "while :; do :; done").await;
     let before = metrics(&mut h, "burner").await.cpu.unwrap();
     // On a loaded machine the loop gets less than a core: wait for the
@@ -64,9 +71,7 @@ async fn cpu_time_grows_under_a_busy_loop() {
     assert!(after.usage_user_ns > before.usage_user_ns);
 }
 
-#[tokio::test]
-async fn memory_grows_with_allocation_and_shows_the_limit() {
-    let mut h = Harness::start().await;
+async fn memory_grows_with_allocation_and_shows_the_limit(mut h: Harness) {
     let mut config = h.sh(
         "alloc",
         "echo start; sleep 1; awk 'BEGIN { s = sprintf(\"%40000000s\", \"\"); print \"ready\"; fflush(); system(\"sleep 60\") }'",
@@ -95,9 +100,7 @@ async fn memory_grows_with_allocation_and_shows_the_limit() {
     assert!(pids.current >= 1);
 }
 
-#[tokio::test]
-async fn writing_a_file_shows_as_io_or_cache() {
-    let mut h = Harness::start().await;
+async fn writing_a_file_shows_as_io_or_cache(mut h: Harness) {
     h.run("writer", "sleep 1; dd if=/dev/zero of=/tmp/f bs=1M count=64 conv=fsync 2>/dev/null; echo written; sleep 60")
         .await;
     let before = metrics(&mut h, "writer").await;
@@ -114,9 +117,7 @@ async fn writing_a_file_shows_as_io_or_cache() {
     );
 }
 
-#[tokio::test]
-async fn loopback_traffic_counts_in_the_containers_own_namespace() {
-    let mut h = Harness::start().await;
+async fn loopback_traffic_counts_in_the_containers_own_namespace(mut h: Harness) {
     // The listener reads from a pipe held open: a container's stdin is
     // /dev/null, whose EOF would close the connection at once.
     let script = "sleep 1; sleep 5 | nc -l -p 5000 > /dev/null & sleep 0.3; \
@@ -144,9 +145,7 @@ async fn loopback_traffic_counts_in_the_containers_own_namespace() {
     assert_eq!(after.interfaces.len(), 1, "{:?}", after.interfaces);
 }
 
-#[tokio::test]
-async fn all_containers_at_once_and_as_a_stream() {
-    let mut h = Harness::start().await;
+async fn all_containers_at_once_and_as_a_stream(mut h: Harness) {
     h.run("one", "sleep 60").await;
     h.run("two", "sleep 60").await;
     h.run("gone", "exit 0").await;

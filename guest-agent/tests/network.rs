@@ -18,7 +18,7 @@ use tonic::Code;
 
 /// Creates `net` through the agent's NetworkService.
 async fn create_network(h: &Harness, net: &TestNetwork) -> pb::Network {
-    NetworkServiceClient::new(h.agent.channel().await)
+    NetworkServiceClient::new(h.local().channel().await)
         .create_network(pb::CreateNetworkRequest {
             name: net.name.clone(),
             subnet: net.subnet.clone(),
@@ -146,7 +146,7 @@ async fn two_containers_on_one_network_talk_by_address_and_by_name() {
     }
     assert_eq!(net.footprint(), before, "no veth, lease or rule left");
     assert!(
-        std::fs::read_dir(h.agent.root().join("netns"))
+        std::fs::read_dir(h.local().root().join("netns"))
             .unwrap()
             .next()
             .is_none()
@@ -249,13 +249,13 @@ async fn a_hundred_cycles_leave_nothing_behind() {
         count_veths()
     );
     assert!(
-        std::fs::read_dir(h.agent.root().join("netns"))
+        std::fs::read_dir(h.local().root().join("netns"))
             .unwrap()
             .next()
             .is_none()
     );
     assert!(
-        std::fs::read_dir(h.agent.root().join("network"))
+        std::fs::read_dir(h.local().root().join("network"))
             .unwrap()
             .next()
             .is_none()
@@ -293,10 +293,10 @@ async fn a_killed_agent_leaves_the_network_up_and_its_successor_cleans_it() {
         "still-here\n"
     );
 
-    h.agent.kill();
+    h.local_mut().kill();
     // Nobody minds the container now: it still answers.
     assert_eq!(http_get(&format!("{ip}:80"), "/").unwrap(), "still-here\n");
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let adopted = h.inspect("survivor").await;
     assert_eq!(ip_of(&adopted), ip);
@@ -349,7 +349,7 @@ async fn bridged_creates_cut_by_an_agent_sigkill_leave_no_network_behind() {
     h.create(config(&h, "warm")).await.unwrap();
     h.delete("warm", true).await.unwrap();
     let before = net.footprint();
-    let root = h.agent.root();
+    let root = h.local().root();
     let ids: Vec<String> = (0..10).map(|i| format!("netcut{i}")).collect();
     let creates = h.create_concurrently(ids.iter().map(|id| config(&h, id)).collect());
     // SIGKILL while a create has its network and no record.
@@ -360,12 +360,12 @@ async fn bridged_creates_cut_by_an_agent_sigkill_leave_no_network_behind() {
         .await,
         "no create seen attached before its record"
     );
-    h.agent.kill();
+    h.local_mut().kill();
     for create in creates {
         let _ = create.await;
     }
 
-    h.agent.restart().unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let listed: Vec<String> = h
         .containers
@@ -607,11 +607,11 @@ async fn an_attachment_without_its_container_is_an_orphan_force_delete_removes()
     let before = net.footprint();
     h.create(web(&h, "lost", Some(&net), "x")).await.unwrap();
     h.start_container("lost").await;
-    h.agent.kill();
+    h.local_mut().kill();
     // A damaged record: the container is no longer known (a missing one
     // would be a create in flight, undone at start).
-    std::fs::write(h.agent.root().join("containers/lost/record.json"), "{").unwrap();
-    h.agent.restart().unwrap();
+    std::fs::write(h.local().root().join("containers/lost/record.json"), "{").unwrap();
+    h.local_mut().restart().unwrap();
     h.reconnect().await;
     let orphans = h
         .system
@@ -645,7 +645,7 @@ async fn an_attachment_without_its_container_is_an_orphan_force_delete_removes()
 #[tokio::test]
 async fn networks_are_created_listed_inspected_and_removed() {
     let mut h = Harness::start().await;
-    let mut networks = NetworkServiceClient::new(h.agent.channel().await);
+    let mut networks = NetworkServiceClient::new(h.local().channel().await);
     let net = TestNetwork::new(8);
     create_network(&h, &net).await;
     let list = networks

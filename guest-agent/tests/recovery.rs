@@ -11,7 +11,7 @@ use common::{
 use libcrun_shim_proto::v1 as pb;
 
 fn log_size(h: &Harness, id: &str) -> u64 {
-    std::fs::read_dir(h.agent.root().join(format!("containers/{id}/logs")))
+    std::fs::read_dir(h.local().root().join(format!("containers/{id}/logs")))
         .map(|d| {
             d.flatten()
                 .filter_map(|e| e.metadata().ok())
@@ -33,7 +33,7 @@ async fn containers_and_logs_survive_an_agent_sigkill() {
     let exits_later = h.run("later", "sleep 1; exit 7").await;
     assert!(eventually(Duration::from_secs(5), || log_size(&h, "ticker") > 0).await);
 
-    h.agent.kill();
+    h.local_mut().kill();
     let before = log_size(&h, "ticker");
     // While no agent runs: the container lives, its log grows, and the
     // other container exits.
@@ -47,7 +47,7 @@ async fn containers_and_logs_survive_an_agent_sigkill() {
     let later_pid = exits_later.pid as i32;
     assert!(eventually(Duration::from_secs(10), || !alive(later_pid)).await);
 
-    h.agent.restart().expect("restart");
+    h.local_mut().restart().expect("restart");
     h.reconnect().await;
     let ticker = h.inspect("ticker").await;
     assert_eq!(Harness::status(&ticker), pb::ContainerStatus::Running);
@@ -91,7 +91,7 @@ async fn a_created_container_survives_a_restart_and_starts() {
     let mut h = Harness::start().await;
     let config = h.sh("waiting", "echo started; exit 0");
     h.create(config).await.unwrap();
-    h.agent.restart().expect("restart");
+    h.local_mut().restart().expect("restart");
     h.reconnect().await;
     assert_eq!(
         Harness::status(&h.inspect("waiting").await),
@@ -130,7 +130,7 @@ fn create_half_made(root: &std::path::Path) -> bool {
 async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
     let mut h = Harness::start().await;
     let parent = cgroup_parent(&mut h).await;
-    let root = h.agent.root();
+    let root = h.local().root();
     let ids: Vec<String> = (0..20).map(|i| format!("cut{i}")).collect();
     let creates = h.create_concurrently(ids.iter().map(|id| h.sh(id, "sleep 300")).collect());
     // SIGKILL while a create is half-way.
@@ -142,12 +142,12 @@ async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    h.agent.kill();
+    h.local_mut().kill();
     for create in creates {
         let _ = create.await;
     }
 
-    h.agent.restart().expect("restart");
+    h.local_mut().restart().expect("restart");
     h.reconnect().await;
     let listed: Vec<pb::Container> = h
         .containers
@@ -179,7 +179,7 @@ async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
         // The id is free again.
         h.create(h.sh(id, "true")).await.expect("create again");
     }
-    let log = std::fs::read_to_string(h.agent.log()).unwrap_or_default();
+    let log = std::fs::read_to_string(h.local().log()).unwrap_or_default();
     eprintln!(
         "{} of {} creates completed, {} undone",
         listed.len(),
@@ -195,7 +195,7 @@ async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
 async fn a_container_whose_monitor_is_killed_is_not_reported_stopped_while_it_runs() {
     let mut h = Harness::start().await;
     let running = h.run("orphaned", "sleep 300").await;
-    let root = h.agent.root();
+    let root = h.local().root();
     let monitors: Vec<i32> = monitors_under(&root)
         .into_iter()
         .filter(|(_, cwd)| cwd.ends_with("orphaned"))
@@ -240,10 +240,10 @@ async fn every_started_exec_gets_its_exit_after_an_agent_sigkill() {
     .await;
     let started = seen.last().expect("exec_started");
     let (started, lost) = (started.sequence, started.exec_id.clone());
-    h.agent.kill();
+    h.local_mut().kill();
     let _ = sleeper.await;
 
-    h.agent.restart().expect("restart");
+    h.local_mut().restart().expect("restart");
     h.reconnect().await;
     let mut events = h.subscribe(Some(started)).await;
     let seen = events_until(&mut events, |e| {
@@ -269,4 +269,31 @@ async fn every_started_exec_gets_its_exit_after_an_agent_sigkill() {
         .count();
     assert_eq!(left, 0, "the lost exec still runs");
     h.delete("host", true).await.expect("delete");
+}
+
+/// A power loss (a VM killed, a host that crashed) can leave libcrun's
+/// seccomp cache with an empty entry: libcrun writes it without fsync. The
+/// restarted agent must not load it (`seccomp (SECCOMP_SET_MODE_FILTER):
+/// Invalid argument` for every later container).
+#[tokio::test]
+async fn a_seccomp_cache_cut_short_by_a_power_loss_stops_no_container() {
+    let mut h = Harness::start().await;
+    h.run("first", "exit 0").await;
+    assert_eq!(h.wait("first").await.exit_code, 0);
+    let cache = h.local().root().join("libcrun/.cache/seccomp");
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("libcrun caches the default profile")
+        .flatten()
+        .collect();
+    assert!(!entries.is_empty(), "no entry in {}", cache.display());
+
+    h.local_mut().kill();
+    // What ext4 leaves of a file written without fsync when the power goes.
+    for entry in &entries {
+        std::fs::File::create(entry.path()).unwrap();
+    }
+    h.local_mut().restart().expect("restart");
+    h.reconnect().await;
+    h.run("second", "exit 3").await;
+    assert_eq!(h.wait("second").await.exit_code, 3);
 }

@@ -9,82 +9,40 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use hyper_util::rt::TokioIo;
 use libcrun_shim_proto::v1 as pb;
 use libcrun_shim_proto::v1::container_service_client::ContainerServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
 use crate::error::{Error, Result};
 
-/// How an agent is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A Unix socket.
-    Unix(std::path::PathBuf),
-    /// A vsock port (into a VM).
-    Vsock {
-        /// The VM's context id.
-        cid: u32,
-        /// The port.
-        port: u32,
-    },
+/// How an agent is reached: the dialer shared with the SDK (Unix
+/// sockets, vsock, hybrid vsock into a VM).
+pub use libcrun_shim_transport::Endpoint;
+
+/// Parses an agent's endpoint, as a configuration error when it is bad.
+/// Agents listen on Unix sockets and vsock only, never on TCP.
+pub fn parse_endpoint(s: &str) -> Result<Endpoint> {
+    match Endpoint::parse(s) {
+        Ok(Endpoint::Http(_)) => Err(Error::Config(format!(
+            "agent endpoint {s:?}: agents are reached over unix://, vsock:// or hvsock://"
+        ))),
+        Ok(endpoint) => Ok(endpoint),
+        Err(e) => Err(Error::Config(e.to_string())),
+    }
 }
 
-impl Endpoint {
-    /// Parses `unix:///PATH` or `vsock://CID:PORT`.
-    pub fn parse(s: &str) -> Result<Endpoint> {
-        if let Some(path) = s.strip_prefix("unix://") {
-            if !path.starts_with('/') {
-                return Err(Error::Config(format!(
-                    "{s}: the socket path must be absolute"
-                )));
-            }
-            return Ok(Endpoint::Unix(path.into()));
-        }
-        if let Some(rest) = s.strip_prefix("vsock://") {
-            let parsed = rest
-                .split_once(':')
-                .and_then(|(c, p)| Some((c.parse().ok()?, p.parse().ok()?)));
-            return match parsed {
-                Some((cid, port)) => Ok(Endpoint::Vsock { cid, port }),
-                None => Err(Error::Config(format!("{s}: expected vsock://CID:PORT"))),
-            };
-        }
-        Err(Error::Config(format!(
-            "{s}: expected unix:///PATH or vsock://CID:PORT"
-        )))
-    }
-
-    /// A channel that connects (and reconnects) when used.
-    fn channel(&self) -> Channel {
-        let endpoint = TonicEndpoint::from_static("http://agent")
-            .connect_timeout(Duration::from_secs(2))
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
-        match self.clone() {
-            Endpoint::Unix(path) => {
-                endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                    let path = path.clone();
-                    async move {
-                        tokio::net::UnixStream::connect(path)
-                            .await
-                            .map(TokioIo::new)
-                    }
-                }))
-            }
-            Endpoint::Vsock { cid, port } => {
-                endpoint.connect_with_connector_lazy(tower::service_fn(move |_: Uri| async move {
-                    tokio_vsock::VsockStream::connect(tokio_vsock::VsockAddr::new(cid, port))
-                        .await
-                        .map(TokioIo::new)
-                }))
-            }
-        }
-    }
+/// A channel to `endpoint` that connects (and reconnects) when used.
+fn channel(endpoint: &Endpoint) -> Channel {
+    let builder = endpoint
+        .builder()
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    endpoint.connect_lazy(builder)
 }
 
 /// What the daemon knows of an agent's health.
@@ -240,7 +198,7 @@ impl AgentPool {
                 Ok(Arc::new(Agent {
                     name: c.name.clone(),
                     endpoint: c.endpoint.clone(),
-                    channel: Endpoint::parse(&c.endpoint)?.channel(),
+                    channel: channel(&parse_endpoint(&c.endpoint)?),
                     max_message_bytes,
                     health: RwLock::new(Health {
                         state: pb::AgentState::Connecting,
@@ -435,26 +393,6 @@ impl AgentPool {
             for c in list {
                 locations.insert(c.id, agent.name.clone());
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            Endpoint::parse("unix:///run/a.sock").unwrap(),
-            Endpoint::Unix("/run/a.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("vsock://3:1024").unwrap(),
-            Endpoint::Vsock { cid: 3, port: 1024 }
-        );
-        for bad in ["unix://rel", "vsock://x:1", "vsock://3", "tcp://x", ""] {
-            assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
     }
 }

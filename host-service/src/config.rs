@@ -9,6 +9,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::vm::{VmConfig, VmTools};
 
 pub use libcrun_shim_proto::DEFAULT_SOCKET;
 /// The default configuration file (read when it exists).
@@ -59,7 +60,8 @@ pub struct Args {
     /// Serve plain TCP on a non-loopback address (anyone who reaches it controls containers).
     #[arg(long, env = "CRUN_SHIMD_INSECURE_TCP")]
     pub insecure_tcp: Option<bool>,
-    /// An agent, as NAME=ENDPOINT with ENDPOINT unix:///PATH or vsock://CID:PORT.
+    /// An agent, as NAME=ENDPOINT with ENDPOINT unix:///PATH, vsock://CID:PORT or
+    /// hvsock:///PATH:PORT (hybrid vsock).
     /// Repeat for several; comma-separated in the environment.
     #[arg(long = "agent", env = "CRUN_SHIMD_AGENTS", value_delimiter = ',')]
     pub agents: Vec<String>,
@@ -80,6 +82,23 @@ pub struct Args {
     /// (streams such as logs -f and events run until cancelled) [default: 0].
     #[arg(long, env = "CRUN_SHIMD_REQUEST_TIMEOUT")]
     pub request_timeout: Option<u64>,
+    /// Run only these of the VMs the TOML file defines (`[vms.NAME]`
+    /// sections); each is an agent of that name. Repeat for several;
+    /// comma-separated in the environment [default: every VM defined].
+    #[arg(long = "vm", env = "CRUN_SHIMD_VMS", value_delimiter = ',')]
+    pub vms: Vec<String>,
+    /// Start the local agent [default: true on Linux when no --agent is given].
+    #[arg(long, env = "CRUN_SHIMD_LOCAL_AGENT")]
+    pub local_agent: Option<bool>,
+    /// QEMU for VMs on Linux [default: qemu-system-x86_64 on the PATH].
+    #[arg(long, env = "CRUN_SHIMD_QEMU")]
+    pub qemu: Option<PathBuf>,
+    /// vhost-device-vsock for VMs on Linux [default: on the PATH].
+    #[arg(long, env = "CRUN_SHIMD_VHOST_DEVICE_VSOCK")]
+    pub vhost_device_vsock: Option<PathBuf>,
+    /// virtiofsd for VM shares on Linux [default: on the PATH].
+    #[arg(long, env = "CRUN_SHIMD_VIRTIOFSD")]
+    pub virtiofsd: Option<PathBuf>,
 }
 
 /// The TOML file: the same options as the flags.
@@ -99,6 +118,12 @@ struct File {
     max_message_bytes: Option<usize>,
     max_concurrent_streams: Option<u32>,
     request_timeout: Option<u64>,
+    #[serde(default)]
+    vms: std::collections::BTreeMap<String, VmConfig>,
+    local_agent: Option<bool>,
+    qemu: Option<PathBuf>,
+    vhost_device_vsock: Option<PathBuf>,
+    virtiofsd: Option<PathBuf>,
 }
 
 /// An agent the daemon proxies to.
@@ -107,7 +132,7 @@ struct File {
 pub struct AgentConfig {
     /// Its name, shown in every answer that concerns it.
     pub name: String,
-    /// `unix:///PATH` or `vsock://CID:PORT`.
+    /// `unix:///PATH`, `vsock://CID:PORT` or `hvsock:///PATH:PORT`.
     pub endpoint: String,
 }
 
@@ -143,6 +168,12 @@ pub struct Config {
     pub max_concurrent_streams: u32,
     /// Default deadline of calls.
     pub request_timeout: Option<Duration>,
+    /// Whether the daemon starts and supervises a local agent.
+    pub local_agent: bool,
+    /// The VMs to run, by name; each is an agent of that name.
+    pub vms: Vec<(String, VmConfig)>,
+    /// The programs VMs run on the host.
+    pub vm_tools: VmTools,
 }
 
 fn parse_agent(spec: &str) -> Result<AgentConfig> {
@@ -171,6 +202,35 @@ impl Config {
                 .iter()
                 .map(|a| parse_agent(a))
                 .collect::<Result<_>>()?
+        };
+        let local_agent = args
+            .local_agent
+            .or(file.local_agent)
+            .unwrap_or(agents.is_empty() && cfg!(target_os = "linux"));
+        let mut defined = file.vms;
+        let vms = if args.vms.is_empty() {
+            defined.into_iter().collect()
+        } else {
+            args.vms
+                .iter()
+                .map(|name| {
+                    defined.remove_entry(name).ok_or_else(|| {
+                        Error::Config(format!("--vm {name}: no [vms.{name}] section"))
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let tool = |flag: Option<PathBuf>, file: Option<PathBuf>, name: &str| {
+            flag.or(file).unwrap_or_else(|| name.into())
+        };
+        let vm_tools = VmTools {
+            qemu: tool(args.qemu, file.qemu, "qemu-system-x86_64"),
+            vhost_device_vsock: tool(
+                args.vhost_device_vsock,
+                file.vhost_device_vsock,
+                "vhost-device-vsock",
+            ),
+            virtiofsd: tool(args.virtiofsd, file.virtiofsd, "virtiofsd"),
         };
         let tcp = args.tcp.or(file.tcp);
         let tls = match (
@@ -221,6 +281,9 @@ impl Config {
                 .or(file.request_timeout)
                 .filter(|s| *s > 0)
                 .map(Duration::from_secs),
+            local_agent,
+            vms,
+            vm_tools,
         };
         config.check()?;
         Ok(config)
@@ -235,7 +298,15 @@ impl Config {
                     agent.name
                 )));
             }
-            crate::agents::Endpoint::parse(&agent.endpoint)?;
+            crate::agents::parse_endpoint(&agent.endpoint)?;
+        }
+        for (name, vm) in &self.vms {
+            if (self.local_agent && name == crate::LOCAL_AGENT) || !names.insert(name.as_str()) {
+                return Err(Error::Config(format!(
+                    "vms.{name}: an agent is already named {name:?}"
+                )));
+            }
+            vm.check(name)?;
         }
         Ok(())
     }

@@ -7,7 +7,8 @@
 //! * [`agents`]: connections, health and the container → agent cache;
 //! * [`proxy`]: the v1 services, forwarding and merging;
 //! * [`server`]: listeners, limits, health and reflection;
-//! * [`supervisor`]: the local agent.
+//! * [`supervisor`]: the local agent;
+//! * [`vm`]: VMs as agents (QEMU on Linux, Virtualization.framework on macOS).
 //!
 //! The daemon holds no state that can be lost: which agent holds which
 //! container is rebuilt from the agents themselves.
@@ -18,6 +19,7 @@ pub mod error;
 pub mod proxy;
 pub mod server;
 pub mod supervisor;
+pub mod vm;
 
 use config::{AgentConfig, Config};
 use error::Result;
@@ -29,8 +31,8 @@ pub const LOCAL_AGENT: &str = "local";
 /// Runs the daemon until SIGTERM, SIGINT or a Shutdown call.
 pub async fn run(mut config: Config) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut local = None;
-    if config.agents.is_empty() {
+    let mut supervised = Vec::new();
+    if config.local_agent {
         let binary = match config.agent_binary.clone() {
             Some(b) => b,
             None => supervisor::default_binary()?,
@@ -40,10 +42,26 @@ pub async fn run(mut config: Config) -> Result<()> {
             name: LOCAL_AGENT.into(),
             endpoint: format!("unix://{}", socket.display()),
         });
-        local = Some(tokio::spawn(supervisor::supervise(
+        supervised.push(tokio::spawn(supervisor::supervise(
             binary,
             config.agent_root.clone(),
             socket,
+            stop_rx.clone(),
+        )));
+    }
+    for (name, vm_config) in &config.vms {
+        let vm = vm::Vm {
+            name: name.clone(),
+            config: vm_config.clone(),
+            dir: config.socket.with_file_name("vms").join(name),
+        };
+        config.agents.push(AgentConfig {
+            name: name.clone(),
+            endpoint: vm.endpoint().to_string(),
+        });
+        supervised.push(tokio::spawn(vm::supervise(
+            vm,
+            config.vm_tools.clone(),
             stop_rx.clone(),
         )));
     }
@@ -57,8 +75,8 @@ pub async fn run(mut config: Config) -> Result<()> {
     });
     info!(socket = %config.socket.display(), tcp = ?config.tcp, agents = config.agents.len(), "serving");
     let served = server::serve(&config, proxy::Shared { pool }, shutdown_tx, stop_rx).await;
-    if let Some(local) = local {
-        let _ = local.await;
+    for task in supervised {
+        let _ = task.await;
     }
     served
 }

@@ -1,6 +1,7 @@
 //! A real `crun-shimd` process for tests, on a private socket.
 
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ pub struct HostProcess {
     binary: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    tied: bool,
     dir: tempfile::TempDir,
     /// The state root of the local agent [`HostProcess::start_local`] started.
     agent_root: Option<tempfile::TempDir>,
@@ -37,17 +39,30 @@ impl HostProcess {
         args: &[String],
         env: &[(&str, &str)],
     ) -> io::Result<HostProcess> {
+        Self::start_with(binary, args, env, false)
+    }
+
+    /// [`HostProcess::start_with_env`]; with `tied`, the daemon gets SIGTERM
+    /// when the thread that started it ends (PR_SET_PDEATHSIG), so a test
+    /// process that dies takes its daemon (and the VMs it runs) along.
+    pub fn start_with(
+        binary: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        tied: bool,
+    ) -> io::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("host-test").tempdir()?;
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let process = Self::spawn(binary, args, &env, dir.path())?;
+        let process = Self::spawn(binary, args, &env, dir.path(), tied)?;
         Ok(HostProcess {
             process,
             binary: binary.to_path_buf(),
             args: args.to_vec(),
             env,
+            tied,
             dir,
             agent_root: None,
         })
@@ -58,6 +73,7 @@ impl HostProcess {
         args: &[String],
         env: &[(String, String)],
         dir: &Path,
+        tied: bool,
     ) -> io::Result<Served> {
         let socket = dir.join("run/crun-shimd.sock");
         let mut command = Command::new(binary);
@@ -66,6 +82,15 @@ impl HostProcess {
             .arg(&socket)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)));
+        if tied {
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+        }
         Served::start(command, &socket, &dir.join("crun-shimd.log"), "crun-shimd")
     }
 
@@ -79,7 +104,13 @@ impl HostProcess {
     /// and log), after [`HostProcess::kill`].
     pub fn restart(&mut self) -> io::Result<()> {
         self.process.kill();
-        self.process = Self::spawn(&self.binary, &self.args, &self.env, self.dir.path())?;
+        self.process = Self::spawn(
+            &self.binary,
+            &self.args,
+            &self.env,
+            self.dir.path(),
+            self.tied,
+        )?;
         Ok(())
     }
 

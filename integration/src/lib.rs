@@ -4,16 +4,18 @@
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
 //! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
 //! real `crun-shim-agent` on a private state root, [`host`] a real
-//! `crun-shimd`, [`net`] networks of a test's own, and [`binary`] finds
-//! the workspace's binaries; [`critest_images`] builds the images critest
-//! pulls.
+//! `crun-shimd`, [`net`] networks of a test's own, [`vm`] a Linux guest
+//! under QEMU run by `crun-shimd`, and [`binary`] finds the workspace's
+//! binaries; [`critest_images`] builds the images critest pulls.
 
 pub mod agent;
+pub mod containerd;
 pub mod critest_images;
 pub mod host;
 pub mod net;
 pub mod registry;
 pub mod served;
+pub mod vm;
 
 use std::fs;
 use std::io;
@@ -34,6 +36,7 @@ const APPLETS: &[&str] = &[
     "false",
     "kill",
     "hostname",
+    "uname",
     "id",
     "ls",
     "env",
@@ -76,9 +79,15 @@ impl BusyboxRootfs {
     /// Builds a root filesystem with busybox, its common applets, the mount
     /// points a container needs and a minimal /etc (root and `nobody`).
     pub fn new() -> io::Result<BusyboxRootfs> {
+        BusyboxRootfs::new_in(&std::env::temp_dir())
+    }
+
+    /// [`BusyboxRootfs::new`] under `parent` (a directory shared with a
+    /// VM, say).
+    pub fn new_in(parent: &Path) -> io::Result<BusyboxRootfs> {
         let dir = tempfile::Builder::new()
             .prefix("busybox-rootfs")
-            .tempdir()?;
+            .tempdir_in(parent)?;
         build(&dir.path().join("rootfs"))?;
         Ok(BusyboxRootfs { dir })
     }

@@ -31,17 +31,26 @@ pub struct Registry {
 impl Registry {
     /// Starts an open registry.
     pub fn start() -> io::Result<Registry> {
-        Registry::start_inner(None)
+        Registry::start_inner(None, None)
+    }
+
+    /// Starts an open registry on 127.0.0.1:`port` (a port a VM's guest
+    /// forward was set up for before the registry existed).
+    pub fn start_on(port: u16) -> io::Result<Registry> {
+        Registry::start_inner(None, Some(port))
     }
 
     /// Starts a registry that wants `user`/`password` (htpasswd, bcrypt).
     pub fn start_with_auth(user: &str, password: &str) -> io::Result<Registry> {
-        Registry::start_inner(Some((user, password)))
+        Registry::start_inner(Some((user, password)), None)
     }
 
-    fn start_inner(credentials: Option<(&str, &str)>) -> io::Result<Registry> {
+    fn start_inner(credentials: Option<(&str, &str)>, port: Option<u16>) -> io::Result<Registry> {
         let dir = tempfile::Builder::new().prefix("registry-test").tempdir()?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let host = format!("127.0.0.1:{port}");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
@@ -454,7 +463,12 @@ impl TestImage {
     }
 }
 
-/// `sha256:HEX` of some bytes.
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The sha256 digest of `bytes`, as `sha256:HEX`.
 pub fn sha256(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();

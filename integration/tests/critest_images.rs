@@ -282,7 +282,9 @@ fn busybox_has_the_applets_critest_runs() {
             args: &[
                 "sh",
                 "-c",
-                "pgrep sleep || echo none; sleep 60 & p=$!; pgrep sleep; kill $p",
+                // The child is named sh until it has exec'd sleep: ask
+                // again (boundedly) until it has.
+                "pgrep sleep || echo none; sleep 60 & p=$!; i=0; until pgrep -x sleep || [ $i -ge 1000 ]; do i=$((i+1)); done; kill $p",
             ],
             ..Default::default()
         },

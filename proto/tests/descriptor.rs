@@ -38,8 +38,15 @@ fn every_service_and_rpc_of_the_api_is_there() {
         "ContainerService/Inspect",
         "ContainerService/Wait",
         "ContainerService/Update",
+        "ContainerService/Attach",
+        "ContainerService/ListProcesses",
         "ExecService/Exec",
         "ExecService/ExecSync",
+        "ExecService/StartProcess",
+        "ExecService/InspectProcess",
+        "ExecService/WaitProcess",
+        "ExecService/SignalProcess",
+        "ExecService/DeleteProcess",
         "LogService/Logs",
         "EventService/Subscribe",
         "MetricsService/GetMetrics",
@@ -85,6 +92,7 @@ fn streaming_rpcs_stream() {
     }
     let want: BTreeSet<String> = [
         "ContainerService/ListStream server",
+        "ContainerService/Attach bidi",
         "ExecService/Exec bidi",
         "LogService/Logs server",
         "EventService/Subscribe server",

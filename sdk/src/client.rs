@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 
 use crate::config::RuntimeConfig;
 use crate::error::Result;
-use crate::transport::Endpoint;
+use crate::transport;
 
 /// The largest message sent or accepted: the servers' own default.
 const MAX_MESSAGE: usize = libcrun_shim_proto::MAX_MESSAGE_BYTES;
@@ -44,9 +44,7 @@ impl Client {
     /// Validates `config` and connects to its endpoint.
     pub(crate) async fn connect(config: &RuntimeConfig) -> Result<Client> {
         config.validate()?;
-        let channel = Endpoint::parse(&config.endpoint)?
-            .connect(&config.endpoint, config.connect_timeout)
-            .await?;
+        let channel = transport::connect(&config.endpoint, config.connect_timeout).await?;
         Ok(Client {
             channel,
             endpoint: config.endpoint.clone(),

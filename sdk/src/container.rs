@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::health::{HealthCheck, HealthStatus};
 use crate::network::{ContainerNetwork, DnsConfig, HostEntry, NetworkInterface, PortMapping};
 
-/// Where a container's root filesystem comes from: a directory, or an
-/// image.
+/// Where a container's root filesystem comes from: a directory, an image,
+/// or mounts (containerd's snapshots).
 ///
 /// ```
 /// use libcrun_shim::RootSource;
@@ -30,6 +30,22 @@ pub enum RootSource {
     /// ([`ImageStore::pull`](crate::ImageStore::pull)); the container gets
     /// its own writable layer over it.
     Image(String),
+    /// Mounts the agent makes, in order, on a directory of its own before
+    /// each run and unmounts at Delete (containerd's snapshot: an overlay,
+    /// or a bind mount of a directory).
+    Mounts(Vec<RootfsMount>),
+}
+
+/// One mount of a root filesystem given as [`RootSource::Mounts`], as
+/// mount(8) takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootfsMount {
+    /// The filesystem type ("overlay", "bind").
+    pub kind: String,
+    /// The source (a device, a directory, "overlay").
+    pub source: String,
+    /// Flags ("ro", "rbind") and filesystem data ("lowerdir=...").
+    pub options: Vec<String>,
 }
 
 impl Default for RootSource {
@@ -44,6 +60,10 @@ impl std::fmt::Display for RootSource {
         match self {
             RootSource::Rootfs(path) => write!(f, "{}", path.display()),
             RootSource::Image(reference) => f.write_str(reference),
+            RootSource::Mounts(mounts) => {
+                let kinds: Vec<&str> = mounts.iter().map(|m| m.kind.as_str()).collect();
+                write!(f, "mounts({})", kinds.join(","))
+            }
         }
     }
 }
@@ -134,6 +154,9 @@ pub struct ContainerConfig {
     /// Run the processes with no_new_privs (setuid binaries do not raise
     /// privileges). `None`: the runtime's default, on.
     pub no_new_privileges: Option<bool>,
+    /// Keep the command's stdin open for [`ContainerRuntime::attach`](crate::ContainerRuntime::attach)
+    /// (Docker's `-i`); otherwise it reads /dev/null.
+    pub open_stdin: bool,
 }
 
 /// The seccomp filter of a container.

@@ -13,10 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use libcrun_shim_proto::v1 as pb;
 
-use crate::config::Protocol;
 use crate::container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 use crate::error::Error;
 use crate::events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
@@ -30,7 +29,7 @@ use crate::metrics::{
 };
 use crate::network::{
     ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
-    NetworkSubnet, PortMapping,
+    NetworkSubnet, PortMapping, Protocol,
 };
 use crate::system::{AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, Version};
 
@@ -208,6 +207,9 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             root: Some(match config.root {
                 RootSource::Rootfs(path) => Root::Rootfs(path.to_string_lossy().into_owned()),
                 RootSource::Image(reference) => Root::Image(reference),
+                RootSource::Mounts(mounts) => Root::RootfsMounts(pb::RootfsMounts {
+                    mounts: mounts.into_iter().map(Into::into).collect(),
+                }),
             }),
             command: config.command,
             args: config.args,
@@ -257,6 +259,29 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             annotations: config.annotations.into_iter().collect(),
             seccomp: Some(config.seccomp.into()),
             no_new_privileges: config.no_new_privileges,
+            oci_spec_json: String::new(),
+            stdio: None,
+            open_stdin: config.open_stdin,
+        }
+    }
+}
+
+impl From<RootfsMount> for pb::RootfsMount {
+    fn from(m: RootfsMount) -> pb::RootfsMount {
+        pb::RootfsMount {
+            r#type: m.kind,
+            source: m.source,
+            options: m.options,
+        }
+    }
+}
+
+impl From<pb::RootfsMount> for RootfsMount {
+    fn from(m: pb::RootfsMount) -> RootfsMount {
+        RootfsMount {
+            kind: m.r#type,
+            source: m.source,
+            options: m.options,
         }
     }
 }
@@ -276,6 +301,9 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
         let root = match c.root {
             Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
             Some(Root::Image(image)) => RootSource::Image(image),
+            Some(Root::RootfsMounts(m)) => {
+                RootSource::Mounts(m.mounts.into_iter().map(Into::into).collect())
+            }
             None => return Err(ConversionError::Missing("config.root")),
         };
         let restart_policy = match c.restart_policy {
@@ -333,6 +361,7 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             annotations: c.annotations.into_iter().collect(),
             seccomp: c.seccomp.map(Into::into).unwrap_or_default(),
             no_new_privileges: c.no_new_privileges,
+            open_stdin: c.open_stdin,
         })
     }
 }
@@ -799,6 +828,7 @@ impl TryFrom<pb::AgentInfo> for AgentInfo {
             images: a.images,
             root_dir: a.root_dir,
             last_error: a.last_error,
+            last_event_sequence: a.last_event_sequence,
         })
     }
 }

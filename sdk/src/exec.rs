@@ -154,8 +154,67 @@ pub struct ExecSession {
     exec_id: String,
     pid: u32,
     input: ExecInput,
-    output: tonic::Streaming<pb::ExecResponse>,
+    output: OutputStream<pb::ExecResponse>,
+}
+
+/// A message of a stream of process output (Exec's, Attach's).
+pub(crate) trait OutputMessage {
+    /// The output it carries, if any; `Err` when its exit status does not
+    /// convert.
+    fn output(self) -> Option<std::result::Result<ExecOutput, crate::convert::ConversionError>>;
+}
+
+impl OutputMessage for pb::ExecResponse {
+    fn output(self) -> Option<std::result::Result<ExecOutput, crate::convert::ConversionError>> {
+        use pb::exec_response::Response;
+        match self.response? {
+            Response::Stdout(bytes) => Some(Ok(ExecOutput::Stdout(bytes))),
+            Response::Stderr(bytes) => Some(Ok(ExecOutput::Stderr(bytes))),
+            Response::Exit(exit) => Some(ExitStatus::try_from(exit).map(ExecOutput::Exit)),
+            Response::Started(_) => None,
+        }
+    }
+}
+
+/// The output of a process as a server streams it: [`ExecOutput::Exit`]
+/// last, then `None`.
+#[derive(Debug)]
+pub(crate) struct OutputStream<M> {
+    messages: tonic::Streaming<M>,
+    /// What streams (in the error of a stream that ends too early).
+    what: &'static str,
     done: bool,
+}
+
+impl<M: OutputMessage> OutputStream<M> {
+    /// The output of the stream of `what` ("exec", "attach").
+    pub(crate) fn new(messages: tonic::Streaming<M>, what: &'static str) -> OutputStream<M> {
+        OutputStream {
+            messages,
+            what,
+            done: false,
+        }
+    }
+
+    /// The next piece of output.
+    pub(crate) async fn next(&mut self) -> Option<Result<ExecOutput>> {
+        while !self.done {
+            let output = match self.messages.message().await {
+                Ok(Some(message)) => match message.output() {
+                    Some(output) => output.map_err(Error::from),
+                    None => continue,
+                },
+                Ok(None) => Err(Error::Internal(format!(
+                    "the {} stream ended without an exit status",
+                    self.what
+                ))),
+                Err(status) => Err(status.into()),
+            };
+            self.done = !matches!(output, Ok(ExecOutput::Stdout(_) | ExecOutput::Stderr(_)));
+            return Some(output);
+        }
+        None
+    }
 }
 
 impl ExecSession {
@@ -169,8 +228,7 @@ impl ExecSession {
             exec_id,
             pid,
             input: ExecInput { requests },
-            output,
-            done: false,
+            output: OutputStream::new(output, "exec"),
         }
     }
 
@@ -192,37 +250,7 @@ impl ExecSession {
 
     /// The next piece of output; [`ExecOutput::Exit`] comes last, then `None`.
     pub async fn next(&mut self) -> Option<Result<ExecOutput>> {
-        if self.done {
-            return None;
-        }
-        loop {
-            let message = match self.output.message().await {
-                Ok(Some(message)) => message,
-                Ok(None) => {
-                    self.done = true;
-                    return Some(Err(Error::Internal(
-                        "the exec stream ended without an exit status".into(),
-                    )));
-                }
-                Err(status) => {
-                    self.done = true;
-                    return Some(Err(status.into()));
-                }
-            };
-            use pb::exec_response::Response;
-            return Some(Ok(match message.response {
-                Some(Response::Stdout(bytes)) => ExecOutput::Stdout(bytes),
-                Some(Response::Stderr(bytes)) => ExecOutput::Stderr(bytes),
-                Some(Response::Exit(exit)) => {
-                    self.done = true;
-                    match ExitStatus::try_from(exit) {
-                        Ok(exit) => ExecOutput::Exit(exit),
-                        Err(e) => return Some(Err(e.into())),
-                    }
-                }
-                Some(Response::Started(_)) | None => continue,
-            }));
-        }
+        self.output.next().await
     }
 
     /// Reads all the remaining output and returns it with the exit status.

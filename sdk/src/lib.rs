@@ -10,8 +10,8 @@
 //! - [`Networks`]: the agents' bridge networks (create, remove, list,
 //!   inspect); containers join them with [`ContainerConfig::network`],
 //!   `networks` and `ports`.
-//! - [`RuntimeConfig`]: where the daemon is, and the settings of the Linux
-//!   VM that runs the containers on macOS.
+//! - [`RuntimeConfig`]: where the daemon is (or one VM's agent), the agent
+//!   new work goes to, and call timeouts.
 //! - [`Error`]: one error type whose variants say what went wrong
 //!   ([`Error::NotFound`], [`Error::AlreadyExists`], [`Error::Unavailable`] ...).
 //!
@@ -45,6 +45,7 @@
 //! }
 //! ```
 
+mod attach;
 mod client;
 mod config;
 mod container;
@@ -58,17 +59,16 @@ mod logs;
 mod metrics;
 mod network;
 mod runtime;
+#[cfg(feature = "shim-v2")]
+pub mod shim;
 mod system;
 mod transport;
 
-pub use config::{
-    DEFAULT_SOCKET, DEFAULT_VSOCK_PORT, DiskFormat, HOST_ENV, MAX_VIRTIO_FS_TAG, PortForward,
-    Protocol, ROSETTA_TAG, RosettaConfig, RuntimeConfig, VirtioFsShare, VmDiskConfig,
-    VmNetworkConfig, VmNetworkMode,
-};
+pub use attach::{AttachInput, AttachSession};
+pub use config::{DEFAULT_SOCKET, HOST_ENV, RuntimeConfig};
 pub use container::{
     ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, SeccompProfile,
+    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 pub use convert::ConversionError;
 pub use error::{Error, Result};
@@ -86,9 +86,11 @@ pub use metrics::{
 };
 pub use network::{
     ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
-    NetworkOptions, NetworkSubnet, Networks, PortMapping,
+    NetworkOptions, NetworkSubnet, Networks, PortMapping, Protocol,
 };
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
+#[cfg(feature = "shim-v2")]
+pub use shim::ShimV2;
 pub use system::{
     AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, RecoverReport, ShutdownOptions,
     Version,

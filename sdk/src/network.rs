@@ -10,9 +10,33 @@ use libcrun_shim_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
-use crate::config::{Protocol, RuntimeConfig};
+use crate::config::RuntimeConfig;
 use crate::convert::ConversionError;
 use crate::error::{Error, Result};
+
+/// The transport protocol of a published port.
+///
+/// ```
+/// assert_eq!(libcrun_shim::Protocol::Udp.to_string(), "udp");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
 
 /// A network a container joins ([`NetworkMode::Bridge`](crate::NetworkMode::Bridge)).
 ///

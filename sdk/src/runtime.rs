@@ -494,6 +494,43 @@ impl ContainerRuntime {
         }
     }
 
+    /// Attaches to a container's main process: its output from now on
+    /// (what came before is in [`ContainerRuntime::logs`]), its stdin when
+    /// it was created with [`ContainerConfig::open_stdin`], its terminal's
+    /// size. Attach before [`ContainerRuntime::start`] to miss nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
+    /// let mut session = runtime.attach("web").await?;
+    /// session.input().write("hello\n").await?;
+    /// while let Some(output) = session.next().await {
+    ///     println!("{:?}", output?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn attach(&self, id: &str) -> Result<crate::AttachSession> {
+        let (requests, receiver) = mpsc::channel(64);
+        let start = pb::AttachRequest {
+            request: Some(pb::attach_request::Request::Start(pb::AttachStart {
+                container_id: id.into(),
+                exec_id: String::new(),
+                stdout: true,
+                stderr: true,
+            })),
+        };
+        requests
+            .send(start)
+            .await
+            .map_err(|_| Error::Internal("the attach request stream closed".into()))?;
+        let output = self
+            .client
+            .containers()
+            .attach(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await?
+            .into_inner();
+        Ok(crate::AttachSession::new(requests, output))
+    }
+
     /// A container's health, as its health check last decided.
     pub async fn health(&self, id: &str) -> Result<ContainerHealth> {
         let request = self.client.with_deadline(pb::GetHealthRequest {

@@ -84,6 +84,9 @@ pub struct AgentInfo {
     pub started_at: Option<SystemTime>,
     /// The last error reaching it (daemon only).
     pub last_error: String,
+    /// The sequence of its last event (0 before the first): subscribe
+    /// after it to see only what happens from now on.
+    pub last_event_sequence: u64,
 }
 
 /// Whether the daemon reaches an agent.

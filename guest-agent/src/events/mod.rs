@@ -17,8 +17,10 @@
 //! so the last sequence survives a restart. `publish` writes each event
 //! with one write(2) before it returns, so events survive a crash of the
 //! agent; [`Journal::flush`] makes them durable against a crash of the
-//! machine. Events published after the last flush may be lost if the
-//! machine crashes; their sequences are then assigned again.
+//! machine (with `CRUN_SHIM_DURABLE_STATE=1`, a VM's state disk, each
+//! event is synced as it is written). Events published after the last
+//! flush may be lost if the machine crashes; their sequences are then
+//! assigned again.
 //!
 //! # Damaged files
 //!
@@ -368,6 +370,12 @@ impl Writer {
                 ),
             };
             return Err(Error::io(context, e));
+        }
+        if crate::store::durable() {
+            let path = segment::path(&self.dir, self.active.first);
+            self.file
+                .sync_data()
+                .context(|| format!("syncing {}", path.display()))?;
         }
         self.active.bytes += line_bytes;
         self.bytes += line_bytes;

@@ -16,6 +16,7 @@ use super::resources::Resources;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::spec;
+use crate::stdio::StdioConfig;
 
 /// Where a container's root filesystem comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,12 +26,26 @@ pub enum RootSource {
     Rootfs(PathBuf),
     /// An image reference in the agent's image store.
     Image(String),
+    /// Mounts made in order on a directory of the agent's.
+    Mounts(Vec<RootfsMount>),
+}
+
+/// One mount of a root filesystem given as mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootfsMount {
+    /// Filesystem type ("overlay", "bind").
+    pub kind: String,
+    /// Source.
+    pub source: String,
+    /// Flags and filesystem data, as mount(8) takes them.
+    pub options: Vec<String>,
 }
 
 impl RootSource {
-    /// Checks the form of the source: an absolute rootfs path, or a
-    /// non-empty image reference. Whether the directory or the image exists
-    /// is the runtime's to find out.
+    /// Checks the form of the source: an absolute rootfs path, a
+    /// non-empty image reference, or at least one mount, each with a type.
+    /// Whether the directory, the image or the mount sources exist is the
+    /// runtime's to find out.
     pub fn validate(&self) -> Result<()> {
         match self {
             RootSource::Rootfs(path) if path.as_os_str().is_empty() => Err(Error::InvalidArgument(
@@ -42,6 +57,12 @@ impl RootSource {
             RootSource::Image(reference) if reference.is_empty() => Err(Error::InvalidArgument(
                 "a rootfs path or an image is required".into(),
             )),
+            RootSource::Mounts(mounts) if mounts.is_empty() => Err(Error::InvalidArgument(
+                "root filesystem mounts: at least one is required".into(),
+            )),
+            RootSource::Mounts(mounts) if mounts.iter().any(|m| m.kind.is_empty()) => Err(
+                Error::InvalidArgument("root filesystem mounts: each needs a type".into()),
+            ),
             _ => Ok(()),
         }
     }
@@ -345,6 +366,16 @@ pub struct ContainerConfig {
     /// `no_new_privileges` of its processes; `None`: set (crun's default).
     #[serde(default)]
     pub no_new_privileges: Option<bool>,
+    /// A complete OCI runtime spec (JSON) to run as given; the fields above
+    /// that shape a spec are then unset (see [`ContainerConfig::validate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_spec: Option<String>,
+    /// Where the main process's streams go besides the logs.
+    #[serde(default, skip_serializing_if = "StdioConfig::is_empty")]
+    pub stdio: StdioConfig,
+    /// Keep a stdin pipe open for Attach.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// The seccomp filter of a container's processes (see `spec::seccomp`).
@@ -447,6 +478,10 @@ impl ContainerConfig {
                 "group id 4294967295 is not a group ((gid_t) -1)".into(),
             ));
         }
+        if let Some(json) = &self.oci_spec {
+            self.check_given_spec()?;
+            spec::given::parse(json)?;
+        }
         for rlimit in &mut self.rlimits {
             rlimit.kind = spec::normalize_rlimit(&rlimit.kind)?;
         }
@@ -474,6 +509,7 @@ impl ContainerConfig {
         let root = match &self.root {
             RootSource::Rootfs(path) => path.as_os_str().to_str().unwrap_or_default(),
             RootSource::Image(reference) => reference,
+            RootSource::Mounts(_) => "",
         };
         let singles = [
             ("rootfs or image", Some(root)),
@@ -495,6 +531,18 @@ impl ContainerConfig {
             .into_iter()
             .chain(m.options.iter().map(|o| ("mount option", o.as_str())))
         });
+        let root_mounts = match &self.root {
+            RootSource::Mounts(mounts) => mounts.as_slice(),
+            _ => &[],
+        };
+        let root_mounts = root_mounts.iter().flat_map(|m| {
+            [
+                ("root mount source", m.source.as_str()),
+                ("root mount type", m.kind.as_str()),
+            ]
+            .into_iter()
+            .chain(m.options.iter().map(|o| ("root mount option", o.as_str())))
+        });
         let all = singles
             .into_iter()
             .filter_map(|(what, s)| s.map(|s| (what, s)))
@@ -503,8 +551,48 @@ impl ContainerConfig {
                     .into_iter()
                     .flat_map(|(what, list)| list.iter().map(move |s| (what, s.as_str()))),
             )
-            .chain(mounts);
+            .chain(mounts)
+            .chain(root_mounts);
         refuse_nul(all)
+    }
+
+    /// With a given OCI spec, the fields that would shape a spec must be
+    /// unset: the spec is run as given. `InvalidArgument` naming the first
+    /// one set.
+    fn check_given_spec(&self) -> Result<()> {
+        let set = [
+            ("command", !self.command.is_empty()),
+            ("args", !self.args.is_empty()),
+            ("env", !self.env.is_empty()),
+            ("working_dir", self.working_dir.is_some()),
+            ("user", self.user.is_some()),
+            ("additional_gids", !self.additional_gids.is_empty()),
+            ("hostname", self.hostname.is_some()),
+            ("mounts", !self.mounts.is_empty()),
+            ("network_mode", self.network != NetworkMode::default()),
+            ("networks", !self.networks.is_empty()),
+            ("ports", !self.ports.is_empty()),
+            ("dns", !self.dns.is_empty()),
+            ("extra_hosts", !self.extra_hosts.is_empty()),
+            ("resources", self.resources != Resources::default()),
+            ("terminal", self.terminal),
+            ("read_only_rootfs", self.read_only_rootfs),
+            ("rlimits", !self.rlimits.is_empty()),
+            (
+                "capabilities",
+                self.capabilities != CapabilityChanges::default(),
+            ),
+            ("annotations", !self.annotations.is_empty()),
+            ("seccomp", self.seccomp != Seccomp::default()),
+            ("no_new_privileges", self.no_new_privileges.is_some()),
+            ("image", matches!(self.root, RootSource::Image(_))),
+        ];
+        match set.iter().find(|(_, is_set)| *is_set) {
+            Some((name, _)) => Err(Error::InvalidArgument(format!(
+                "{name} cannot be set with an OCI spec: the spec is run as given"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Checks the bounds of the labels and annotations: every container is
@@ -806,6 +894,54 @@ mod tests {
                 Error::Network(crun_shim_network::Error::InvalidArgument(m)) if m.contains("bad/name")
             ),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_given_spec_excludes_what_shapes_a_spec() {
+        let given = || {
+            ContainerConfig {
+            command: vec![],
+            oci_spec: Some(
+                r#"{"ociVersion":"1.0.2","process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"root":{"path":"rootfs"},"linux":{}}"#
+                    .into(),
+            ),
+            ..config()
+        }
+        };
+        given().validate().unwrap();
+        invalid(
+            ContainerConfig {
+                command: vec!["sh".into()],
+                ..given()
+            },
+            "command cannot be set with an OCI spec",
+        );
+        invalid(
+            ContainerConfig {
+                seccomp: Seccomp::Unconfined,
+                ..given()
+            },
+            "seccomp cannot be set",
+        );
+        invalid(
+            ContainerConfig {
+                oci_spec: Some("{".into()),
+                ..given()
+            },
+            "does not parse",
+        );
+        invalid(
+            ContainerConfig {
+                ports: vec![PortMapping {
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: crun_shim_network::Protocol::Tcp,
+                }],
+                ..given()
+            },
+            "ports cannot be set",
         );
     }
 

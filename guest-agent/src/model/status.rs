@@ -67,6 +67,13 @@ impl Status {
         self == Status::Running
     }
 
+    /// Attach to the main process's streams: while it exists (created,
+    /// running or paused), so that a client attached before Start misses
+    /// nothing.
+    pub fn can_attach(self) -> bool {
+        self != Status::Stopped
+    }
+
     /// Whether its user processes are up (running or paused): it has
     /// metrics, and deleting it needs force.
     pub fn is_active(self) -> bool {
@@ -82,6 +89,7 @@ impl Status {
             Operation::Resume => self.can_resume(),
             Operation::Delete => self.can_delete(),
             Operation::Exec => self.can_exec(),
+            Operation::Attach => self.can_attach(),
             Operation::Metrics => self.is_active(),
         }
     }
@@ -125,6 +133,8 @@ pub enum Operation {
     Delete,
     /// Run a process in it.
     Exec,
+    /// Attach to its main process's streams.
+    Attach,
     /// Read its resource usage.
     Metrics,
 }
@@ -139,6 +149,7 @@ impl Operation {
             Operation::Resume => "only a paused container can be resumed",
             Operation::Delete => "stop it first, or delete it with force",
             Operation::Exec => "processes run only in a running container",
+            Operation::Attach => "its main process has exited",
             Operation::Metrics => "only a running or paused container has metrics",
         }
     }
@@ -153,6 +164,7 @@ impl std::fmt::Display for Operation {
             Operation::Resume => "resume it",
             Operation::Delete => "delete it without force",
             Operation::Exec => "run a process in it",
+            Operation::Attach => "attach to it",
             Operation::Metrics => "read its metrics",
         })
     }
@@ -247,13 +259,14 @@ pub struct NetworkStatus {
 mod tests {
     use super::*;
 
-    const ALL: [Operation; 7] = [
+    const ALL: [Operation; 8] = [
         Operation::Start,
         Operation::Kill,
         Operation::Pause,
         Operation::Resume,
         Operation::Delete,
         Operation::Exec,
+        Operation::Attach,
         Operation::Metrics,
     ];
 
@@ -286,21 +299,24 @@ mod tests {
     #[test]
     fn created_starts_and_is_deleted_but_not_signalled_paused_or_entered() {
         use Operation::*;
-        assert_eq!(allowed(Status::Created), [Start, Delete]);
+        assert_eq!(allowed(Status::Created), [Start, Delete, Attach]);
         refusals_carry_the_state(Status::Created);
     }
 
     #[test]
     fn running_is_signalled_paused_entered_and_measured() {
         use Operation::*;
-        assert_eq!(allowed(Status::Running), [Kill, Pause, Exec, Metrics]);
+        assert_eq!(
+            allowed(Status::Running),
+            [Kill, Pause, Exec, Attach, Metrics]
+        );
         refusals_carry_the_state(Status::Running);
     }
 
     #[test]
     fn paused_is_signalled_resumed_and_measured_only() {
         use Operation::*;
-        assert_eq!(allowed(Status::Paused), [Kill, Resume, Metrics]);
+        assert_eq!(allowed(Status::Paused), [Kill, Resume, Attach, Metrics]);
         refusals_carry_the_state(Status::Paused);
     }
 

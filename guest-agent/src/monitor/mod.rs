@@ -23,6 +23,7 @@
 //! status survive.
 
 pub mod exec;
+pub mod streams;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -38,7 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::logs::{LogWriter, Stream};
 use crate::model::{ExitStatus, LogConfig};
+use crate::stdio::StdioConfig;
 use crate::store::{self, ExitRecord};
+use streams::Hub;
 
 /// What the monitor reports to the agent once the container is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +76,48 @@ pub struct MonitorArgs {
     pub run: u32,
     /// Log rotation limits.
     pub log: LogConfig,
+    /// Where the process's streams go besides the logs.
+    #[serde(default)]
+    pub stdio: StdioConfig,
+    /// Give the process a stdin pipe kept open for Attach.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Set for a detached exec process (`StartProcess`) instead of the
+    /// container's main process.
+    #[serde(default)]
+    pub exec: Option<ExecTarget>,
+}
+
+/// A detached exec process a monitor runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecTarget {
+    /// Its exec id.
+    pub exec_id: String,
+    /// Whether it runs on a terminal (its `process.json` says so too).
+    pub terminal: bool,
+}
+
+impl MonitorArgs {
+    /// The monitor's directory: the container's, or the exec process's
+    /// inside it.
+    pub fn dir(&self) -> PathBuf {
+        let container = self.root.join("containers").join(&self.id);
+        match &self.exec {
+            Some(exec) => container
+                .join(crate::store::PROCESSES_DIR)
+                .join(&exec.exec_id),
+            None => container,
+        }
+    }
+
+    /// What the monitor runs, as errors name it ("container c1", "exec e1
+    /// in container c1").
+    pub fn what(&self) -> String {
+        match &self.exec {
+            Some(exec) => format!("exec {} in container {}", exec.exec_id, self.id),
+            None => format!("container {}", self.id),
+        }
+    }
 }
 
 /// Name of the console socket inside the container directory (relative,
@@ -83,6 +128,10 @@ const CONSOLE_SOCKET: &str = "console.sock";
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Size of the pipes carrying the container's output.
 const PIPE_SIZE: i32 = 1 << 20;
+/// A detached exec's OCI `process`, in its directory.
+pub const PROCESS_FILE: &str = "process.json";
+/// The pid file libcrun writes for a detached exec, in its directory.
+const PID_FILE: &str = "pid";
 
 fn errno_io(e: nix::Error) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -146,7 +195,7 @@ pub fn run() -> i32 {
             return 1;
         }
     };
-    let dir = args.root.join("containers").join(&args.id);
+    let dir = args.dir();
     let diag = match std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -159,7 +208,12 @@ pub fn run() -> i32 {
         }
     };
     let mut monitor = Monitor { args: &args, diag };
-    match monitor.create(report) {
+    let created = if args.exec.is_some() {
+        monitor.exec(report)
+    } else {
+        monitor.create(report)
+    };
+    match created {
         Ok(Some(running)) => match monitor.supervise(running) {
             Ok(()) => 0,
             Err(e) => {
@@ -180,13 +234,96 @@ struct Monitor<'a> {
     diag: File,
 }
 
-/// A created container being watched.
+/// A created container (or started exec process) being watched.
 struct Running {
     pid: i32,
     outputs: Vec<(OwnedFd, Stream)>,
     signals: SignalFd,
     cgroup_path: Option<String>,
-    writer: LogWriter,
+    /// The log files (the main process only).
+    writer: Option<LogWriter>,
+    hub: Hub,
+}
+
+/// Reports a libcrun failure to the agent.
+fn report_failure(report: &mut File, e: &libcrun_sys::Error) {
+    let failed = CreateReport::Failed {
+        errno: e.errno().unwrap_or(0),
+        message: e.to_string(),
+    };
+    let _ = writeln!(
+        report,
+        "{}",
+        serde_json::to_string(&failed).unwrap_or_default()
+    );
+}
+
+/// Reports the process's pid to the agent.
+fn report_created(mut report: File, pid: i32) -> io::Result<()> {
+    let created = CreateReport::Created { pid };
+    writeln!(
+        report,
+        "{}",
+        serde_json::to_string(&created).map_err(io::Error::other)?
+    )
+}
+
+/// Blocks SIGCHLD (the process's exit is read from a signalfd, set up
+/// before the process exists so that it cannot be missed).
+fn child_signals() -> io::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(errno_io)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(errno_io)
+}
+
+/// The process's output as libcrun will give it: a console socket to
+/// receive a terminal's master on (fds 1 and 2 /dev/null), or two pipes made
+/// fds 1 and 2, whose read ends the monitor keeps.
+type ProcessOutput = (
+    libcrun_sys::ContextBuilder,
+    Option<std::os::unix::net::UnixListener>,
+    Vec<(OwnedFd, Stream)>,
+);
+
+fn process_output(
+    builder: libcrun_sys::ContextBuilder,
+    terminal: bool,
+    devnull: &File,
+) -> io::Result<ProcessOutput> {
+    if terminal {
+        let _ = std::fs::remove_file(CONSOLE_SOCKET);
+        let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
+        redirect(devnull.as_raw_fd(), 1)?;
+        redirect(devnull.as_raw_fd(), 2)?;
+        Ok((
+            builder.console_socket(CONSOLE_SOCKET),
+            Some(listener),
+            Vec::new(),
+        ))
+    } else {
+        let (out_r, out_w) = output_pipe()?;
+        let (err_r, err_w) = output_pipe()?;
+        redirect(out_w.as_raw_fd(), 1)?;
+        redirect(err_w.as_raw_fd(), 2)?;
+        Ok((
+            builder,
+            None,
+            vec![(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
+        ))
+    }
+}
+
+/// Makes the output descriptors non-blocking.
+fn nonblocking(outputs: &[(OwnedFd, Stream)]) -> io::Result<()> {
+    for (fd, _) in outputs {
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(errno_io)?;
+    }
+    Ok(())
 }
 
 impl Monitor<'_> {
@@ -201,7 +338,7 @@ impl Monitor<'_> {
     }
 
     fn dir(&self) -> PathBuf {
-        self.args.root.join("containers").join(&self.args.id)
+        self.args.dir()
     }
 
     /// Creates the container and reports to the agent. `Ok(None)` when
@@ -212,13 +349,7 @@ impl Monitor<'_> {
         libcrun_sys::cgroup::prepare_process()?;
         let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
 
-        // SIGCHLD (the container's exit) is read from a signalfd; block it
-        // before the container exists so it cannot be missed.
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGCHLD);
-        mask.thread_block().map_err(errno_io)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(errno_io)?;
+        let signals = child_signals()?;
 
         let spec_path = dir.join(store::CONFIG_FILE);
         let spec = std::fs::read_to_string(&spec_path)?;
@@ -228,71 +359,49 @@ impl Monitor<'_> {
             .unwrap_or(false);
 
         let devnull = File::open("/dev/null")?;
-        redirect(devnull.as_raw_fd(), 0)?;
-        let mut builder =
-            libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
-        let mut outputs = Vec::new();
-        let console = if terminal {
-            let _ = std::fs::remove_file(CONSOLE_SOCKET);
-            let listener = std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)?;
-            builder = builder.console_socket(CONSOLE_SOCKET);
-            redirect(devnull.as_raw_fd(), 1)?;
-            redirect(devnull.as_raw_fd(), 2)?;
-            Some(listener)
-        } else {
-            let (out_r, out_w) = output_pipe()?;
-            let (err_r, err_w) = output_pipe()?;
-            redirect(out_w.as_raw_fd(), 1)?;
-            redirect(err_w.as_raw_fd(), 2)?;
-            outputs.push((out_r, Stream::Stdout));
-            outputs.push((err_r, Stream::Stderr));
-            None
-        };
+        let (mut hub, stdin) = Hub::open(
+            &self.args.stdio,
+            self.args.open_stdin,
+            terminal,
+            &self.args.id,
+        )?;
+        match &stdin.read_end {
+            Some(pipe) => redirect(pipe.as_raw_fd(), 0)?,
+            None => redirect(devnull.as_raw_fd(), 0)?,
+        }
+        let builder = libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
+        let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
 
         let context = builder.build().map_err(io::Error::other)?;
         let created = libcrun_sys::Container::from_json(&spec)
             .and_then(|mut container| context.create(&self.args.id, &mut container));
         // The container holds its own copies of the output pipes; ours must
         // close so that its exit closes them.
+        redirect(devnull.as_raw_fd(), 0)?;
         redirect(devnull.as_raw_fd(), 1)?;
         redirect(devnull.as_raw_fd(), 2)?;
+        drop(stdin);
 
         let state = created.and_then(|()| context.state(&self.args.id));
         let state = match state {
             Ok(state) => state,
             Err(e) => {
-                let failed = CreateReport::Failed {
-                    errno: e.errno().unwrap_or(0),
-                    message: e.to_string(),
-                };
                 self.note(&format!("create failed: {e}"));
-                let _ = writeln!(
-                    report,
-                    "{}",
-                    serde_json::to_string(&failed).unwrap_or_default()
-                );
+                report_failure(&mut report, &e);
                 return Ok(None);
             }
         };
         if let Some(listener) = console {
             let master = receive_fd(&listener)?;
             let _ = std::fs::remove_file(CONSOLE_SOCKET);
+            hub.set_terminal(
+                &master,
+                self.args.open_stdin || self.args.stdio.stdin.is_some(),
+            )?;
             outputs.push((master, Stream::Stdout));
         }
-        let created = CreateReport::Created { pid: state.pid };
-        writeln!(
-            report,
-            "{}",
-            serde_json::to_string(&created).map_err(io::Error::other)?
-        )?;
-        drop(report);
-        for (fd, _) in &outputs {
-            nix::fcntl::fcntl(
-                fd,
-                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-            )
-            .map_err(errno_io)?;
-        }
+        report_created(report, state.pid)?;
+        nonblocking(&outputs)?;
         let writer = LogWriter::open(&dir.join(store::LOGS_DIR), self.args.log)?;
         // Give back what libcrun's parsing and setup allocated: the monitor
         // lives as long as the container.
@@ -303,7 +412,78 @@ impl Monitor<'_> {
             outputs,
             signals,
             cgroup_path: state.cgroup_path,
-            writer,
+            writer: Some(writer),
+            hub,
+        }))
+    }
+
+    /// Starts a detached exec process through libcrun and reports its pid
+    /// to the agent. `Ok(None)` when libcrun failed (already reported).
+    fn exec(&mut self, mut report: File) -> io::Result<Option<Running>> {
+        let dir = self.dir();
+        let terminal = self.args.exec.as_ref().is_some_and(|e| e.terminal);
+        std::env::set_current_dir(&dir)?;
+        libcrun_sys::cgroup::prepare_process()?;
+        let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
+        // libcrun's detached exec leaves the process to its parent's
+        // reaper: be that reaper.
+        // SAFETY: prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let signals = child_signals()?;
+        let devnull = File::open("/dev/null")?;
+        let (mut hub, stdin) = Hub::open(&self.args.stdio, false, terminal, &self.args.id)?;
+        match &stdin.read_end {
+            Some(pipe) => redirect(pipe.as_raw_fd(), 0)?,
+            None => redirect(devnull.as_raw_fd(), 0)?,
+        }
+        let pid_file = dir.join(PID_FILE);
+        let builder = libcrun_sys::Context::builder(self.args.root.join("libcrun"))
+            .detach(true)
+            .pid_file(&pid_file);
+        let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
+        let started = builder
+            .build()
+            .and_then(|context| context.exec(&self.args.id, &dir.join(PROCESS_FILE)));
+        redirect(devnull.as_raw_fd(), 0)?;
+        redirect(devnull.as_raw_fd(), 1)?;
+        redirect(devnull.as_raw_fd(), 2)?;
+        drop(stdin);
+        let pid = started.and_then(|_| {
+            std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .ok_or_else(|| libcrun_sys::Error::Libcrun {
+                    errno: 0,
+                    message: "libcrun wrote no pid".into(),
+                })
+        });
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(e) => {
+                self.note(&format!("exec failed: {e}"));
+                report_failure(&mut report, &e);
+                return Ok(None);
+            }
+        };
+        if let Some(listener) = console {
+            let master = receive_fd(&listener)?;
+            let _ = std::fs::remove_file(CONSOLE_SOCKET);
+            hub.set_terminal(&master, self.args.stdio.stdin.is_some())?;
+            outputs.push((master, Stream::Stdout));
+        }
+        report_created(report, pid)?;
+        nonblocking(&outputs)?;
+        // SAFETY: malloc_trim only returns free heap memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+        Ok(Some(Running {
+            pid,
+            outputs,
+            signals,
+            cgroup_path: None,
+            writer: None,
+            hub,
         }))
     }
 
@@ -320,35 +500,62 @@ impl Monitor<'_> {
                 Some((_, at)) => {
                     let left = DRAIN_GRACE.saturating_sub(at.elapsed());
                     if left.is_zero() {
-                        self.note("output still open after the container exited; closing it");
+                        self.note("output still open after the process exited; closing it");
                         break;
                     }
                     PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
                 }
                 None => PollTimeout::NONE,
             };
-            let (ready, signal_ready) = {
-                let mut fds: Vec<PollFd> = running
-                    .outputs
+            // The process's outputs (unless a target holds one back), the
+            // signalfd, then the hub's descriptors.
+            let (ready, signal_ready, hub_ready) = {
+                let outputs: Vec<usize> = (0..running.outputs.len())
+                    .filter(|&i| !running.hub.holds_back(running.outputs[i].1))
+                    .collect();
+                let interests = running.hub.interests();
+                let mut fds: Vec<PollFd> = outputs
                     .iter()
-                    .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                    .map(|&i| PollFd::new(running.outputs[i].0.as_fd(), PollFlags::POLLIN))
                     .collect();
                 fds.push(PollFd::new(running.signals.as_fd(), PollFlags::POLLIN));
+                fds.extend(
+                    interests
+                        .iter()
+                        .map(|(fd, flags, _)| PollFd::new(*fd, *flags)),
+                );
+                // While held back, wake up now and then to look again.
+                let timeout =
+                    if outputs.len() < running.outputs.len() && timeout == PollTimeout::NONE {
+                        PollTimeout::from(100u8)
+                    } else {
+                        timeout
+                    };
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(nix::Error::EINTR) => continue,
                     Err(e) => return Err(errno_io(e)),
                 }
-                let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
-                let signal_ready = ready[ready.len() - 1];
-                (ready[..ready.len() - 1].to_vec(), signal_ready)
+                let any: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+                let ready: Vec<usize> = outputs
+                    .iter()
+                    .zip(&any)
+                    .filter(|(_, r)| **r)
+                    .map(|(i, _)| *i)
+                    .collect();
+                let signal_ready = any[outputs.len()];
+                let hub_ready: Vec<streams::Token> = interests
+                    .iter()
+                    .zip(&any[outputs.len() + 1..])
+                    .filter(|(_, r)| **r)
+                    .map(|((_, _, token), _)| *token)
+                    .collect();
+                (ready, signal_ready, hub_ready)
             };
+            running.hub.ready(&hub_ready);
             let now = SystemTime::now();
             let mut closed = Vec::new();
-            for (i, is_ready) in ready.iter().enumerate() {
-                if !is_ready {
-                    continue;
-                }
+            for i in ready {
                 let (fd, stream) = &running.outputs[i];
                 // Read what is there (bounded, so one busy stream cannot
                 // starve the other or the exit).
@@ -358,7 +565,15 @@ impl Monitor<'_> {
                             closed.push(i);
                             break;
                         }
-                        Ok(n) => running.writer.write(*stream, &buf[..n], now)?,
+                        Ok(n) => {
+                            if let Some(writer) = &mut running.writer {
+                                writer.write(*stream, &buf[..n], now)?;
+                            }
+                            running.hub.output(*stream, &buf[..n]);
+                            if running.hub.holds_back(*stream) {
+                                break;
+                            }
+                        }
                         Err(nix::Error::EAGAIN) => break,
                         Err(nix::Error::EINTR) => continue,
                         // A terminal's master reports EIO once the last
@@ -373,7 +588,9 @@ impl Monitor<'_> {
             for i in closed.into_iter().rev() {
                 running.outputs.remove(i);
             }
-            running.writer.flush()?;
+            if let Some(writer) = &mut running.writer {
+                writer.flush()?;
+            }
             if signal_ready {
                 while let Ok(Some(_)) = running.signals.read_signal() {}
                 if let Some(status) = reap(running.pid) {
@@ -381,7 +598,10 @@ impl Monitor<'_> {
                 }
             }
         }
-        running.writer.flush()?;
+        if let Some(writer) = &mut running.writer {
+            writer.flush()?;
+        }
+        running.hub.finish(Instant::now() + DRAIN_GRACE);
         let (status, _) = exit.unwrap_or((0, Instant::now()));
         let mut exit = ExitStatus::from_wait_status(status, SystemTime::now());
         exit.oom_killed = running
@@ -394,7 +614,7 @@ impl Monitor<'_> {
         };
         store::write_json(&self.dir().join(store::EXIT_FILE), &record)?;
         self.note(&format!(
-            "container exited with code {} (signal {}, oom killed: {})",
+            "process exited with code {} (signal {}, oom killed: {})",
             exit.exit_code, exit.signal, exit.oom_killed
         ));
         Ok(())

@@ -80,6 +80,7 @@ impl Runtime {
         let dir = self.store.container_dir(id);
         Overlay::in_dir(&dir, Vec::new()).unmount()?;
         super::rootfs::remove_noted(&dir);
+        super::mounts::unmount_given_rootfs(&dir)?;
         self.images.release(id)?;
         self.store.remove_container(id)
     }

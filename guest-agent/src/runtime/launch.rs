@@ -93,10 +93,10 @@ impl Launcher {
     }
 
     /// Starts a monitor running `args` and waits for its report: the
-    /// created container, or libcrun's error. `diagnostics` is the
-    /// monitor's log, quoted when it ends without a report.
-    pub async fn create(&self, args: &MonitorArgs, diagnostics: &Path) -> Result<Created> {
-        let id = &args.id;
+    /// created container (or detached exec process), or libcrun's error.
+    /// The monitor's log is quoted when it ends without a report.
+    pub async fn create(&self, args: &MonitorArgs) -> Result<Created> {
+        let what = args.what();
         let mut child = self
             .launch(args)
             .context(|| format!("starting {}", self.binary.display()))?;
@@ -118,7 +118,7 @@ impl Launcher {
                 let _ = child.kill();
                 reap_later(child);
                 return Err(Error::DeadlineExceeded(format!(
-                    "container {id}: no report from its monitor within {CREATE_TIMEOUT:?}"
+                    "{what}: no report from its monitor within {CREATE_TIMEOUT:?}"
                 )));
             }
         };
@@ -128,15 +128,16 @@ impl Launcher {
             (Some(CreateReport::Failed { errno, message }), _) => {
                 reap_later(child);
                 Err(Error::libcrun(
-                    format!("creating container {id}"),
+                    format!("creating {what}"),
                     libcrun_sys::Error::Libcrun { errno, message },
                 ))
             }
             _ => {
                 reap_later(child);
+                let diagnostics = args.dir().join(crate::store::MONITOR_LOG);
                 let diag = std::fs::read_to_string(diagnostics).unwrap_or_default();
                 Err(Error::Internal(format!(
-                    "container {id}: the monitor exited without a report: {}",
+                    "{what}: the monitor exited without a report: {}",
                     diag.lines().last().unwrap_or("no diagnostics")
                 )))
             }

@@ -63,6 +63,7 @@ impl Runtime {
         let network = self.plan_network(&config)?;
         let (rootfs, image_digest) = match &config.root {
             RootSource::Rootfs(path) => (check_rootfs(path)?, None),
+            RootSource::Mounts(mounts) => (self.mount_given_rootfs(&id, mounts)?, None),
             RootSource::Image(_) => {
                 let (image, rootfs) = self.prepare_image_rootfs(&mut config)?;
                 // What the image gave follows the rules too.
@@ -71,17 +72,40 @@ impl Runtime {
             }
         };
         check_host_resources(&config.resources)?;
-        let cgroup_path = format!("{}/{id}", self.cgroup_parent);
-        let oci = spec::build(
-            &config,
-            &spec::SpecContext {
-                base: &self.base_spec,
-                rootfs: &rootfs,
-                cgroup_path: cgroup_path.clone(),
-                netns: network.netns.clone(),
-                network_files: network.files.clone(),
-            },
-        )?;
+        config.stdio.check_exists()?;
+        let default_cgroup = format!("{}/{id}", self.cgroup_parent);
+        let oci = match &config.oci_spec {
+            Some(json) => {
+                let oci = spec::given::container(
+                    json,
+                    &rootfs,
+                    &default_cgroup,
+                    self.base_spec.version(),
+                )?;
+                // What the spec decides, the record tells.
+                config.terminal = oci
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.terminal())
+                    .unwrap_or(false);
+                oci
+            }
+            None => spec::build(
+                &config,
+                &spec::SpecContext {
+                    base: &self.base_spec,
+                    rootfs: &rootfs,
+                    cgroup_path: default_cgroup.clone(),
+                    netns: network.netns.clone(),
+                    network_files: network.files.clone(),
+                },
+            )?,
+        };
+        let cgroup_path = oci
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map_or(default_cgroup, |p| p.display().to_string());
         let mounts: Vec<_> = oci
             .mounts()
             .iter()
@@ -146,12 +170,18 @@ impl Runtime {
     ) -> Result<Created> {
         let id = &config.id;
         self.remount_image_rootfs(id)?;
+        if let RootSource::Mounts(mounts) = &config.root {
+            self.mount_given_rootfs(id, mounts)?;
+        }
         self.backend
             .create(MonitorArgs {
                 root: self.store.root().to_path_buf(),
                 id: id.clone(),
                 run,
                 log: config.log,
+                stdio: config.stdio.clone(),
+                open_stdin: config.open_stdin,
+                exec: None,
             })
             .await
     }
@@ -383,6 +413,7 @@ impl Runtime {
             }
         }
         self.discard_container_files(id)?;
+        self.forget_processes(id);
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -8,6 +8,7 @@
 //! All of them go through a [`Backend`], so that the runtime's decisions
 //! are unit-tested without root.
 
+pub mod attach;
 pub mod backend;
 mod entry;
 pub mod exec;
@@ -15,8 +16,10 @@ mod health;
 mod images;
 mod launch;
 mod lifecycle;
+mod mounts;
 pub mod network;
 mod observe;
+pub mod process;
 mod recovery;
 mod restart;
 mod rootfs;
@@ -86,6 +89,8 @@ pub struct Runtime {
     containers: RwLock<BTreeMap<String, Arc<Entry>>>,
     /// Ids being created (not yet in `containers`).
     reserved: std::sync::Mutex<HashSet<String>>,
+    /// Detached exec processes, by (container id, exec id).
+    processes: std::sync::Mutex<BTreeMap<(String, String), Arc<process::ProcessEntry>>>,
     journal: Arc<Journal>,
     images: crun_shim_images::Store,
     networking: Arc<crun_shim_network::Networking>,
@@ -162,6 +167,7 @@ impl Runtime {
             cgroup_parent,
             containers: RwLock::new(BTreeMap::new()),
             reserved: std::sync::Mutex::new(HashSet::new()),
+            processes: std::sync::Mutex::new(BTreeMap::new()),
             journal,
             images,
             networking: Arc::new(networking),

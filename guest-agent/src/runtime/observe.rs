@@ -44,6 +44,11 @@ impl Runtime {
         self.journal.oldest_sequence()
     }
 
+    /// The sequence of the last event journalled (0 before the first).
+    pub fn last_event(&self) -> u64 {
+        self.journal.last_sequence()
+    }
+
     fn sources(&self) -> Sources {
         Sources::host(self.options.cgroups.effective_mode)
     }

@@ -88,6 +88,7 @@ impl Runtime {
                             .write()
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(id.clone(), entry.clone());
+                        self.recover_processes(&id);
                         if entry.snapshot().status != Status::Stopped {
                             if let Some(m) = entry
                                 .snapshot()

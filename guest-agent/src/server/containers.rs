@@ -3,14 +3,20 @@
 use std::sync::Arc;
 
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
-use tonic::{Request, Response};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::RpcResult;
 use super::convert::{self, ConversionError};
 use crate::error::Error;
 use crate::model::{ContainerConfig, Resources};
+use crate::runtime::attach::AttachInput;
+use crate::runtime::exec::ExecOutput;
 use crate::runtime::{ContainerView, ListFilter, Runtime};
 use crate::spec;
+
+type AttachStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AttachResponse, Status>> + Send>>;
 
 /// The container lifecycle service.
 pub struct Containers {
@@ -185,5 +191,97 @@ impl ContainerService for Containers {
         Ok(Response::new(pb::UpdateContainerResponse {
             container: container(&view),
         }))
+    }
+
+    type AttachStream = AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AttachRequest>>,
+    ) -> RpcResult<AttachStream> {
+        use pb::attach_request::Request as In;
+        use pb::attach_response::Response as Out;
+        let mut inbound = request.into_inner();
+        let start = match inbound.message().await? {
+            Some(pb::AttachRequest {
+                request: Some(In::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an attach stream must be `start`",
+                ));
+            }
+        };
+        let exec_id = (!start.exec_id.is_empty()).then_some(start.exec_id.as_str());
+        let mut session = self.runtime.attach(&start.container_id, exec_id).await?;
+
+        // Client → process; the client ending its stream or going away
+        // detaches, leaving the process alone.
+        let input = session.input.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                let event = match msg.request {
+                    Some(In::Stdin(data)) => AttachInput::Stdin(data),
+                    Some(In::Resize(size)) => {
+                        let (rows, cols) =
+                            super::exec::terminal_size(Some(size)).unwrap_or_default();
+                        AttachInput::Resize(rows, cols)
+                    }
+                    Some(In::CloseStdin(_)) => AttachInput::CloseStdin,
+                    Some(In::Start(_)) | None => continue,
+                };
+                if input.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (want_out, want_err) = (start.stdout, start.stderr);
+        tokio::spawn(async move {
+            while let Some(output) = session.output.recv().await {
+                let out = match output {
+                    ExecOutput::Stdout(data) if want_out => Out::Stdout(data),
+                    ExecOutput::Stderr(data) if want_err => Out::Stderr(data),
+                    _ => continue,
+                };
+                if tx
+                    .send(Ok(pb::AttachResponse {
+                        response: Some(out),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    // Detached.
+                    return;
+                }
+            }
+            let last = match session.exit.await {
+                Ok(Ok(exit)) => Ok(pb::AttachResponse {
+                    response: Some(Out::Exit((&exit).into())),
+                }),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(Status::internal("attach ended without a status")),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_processes(
+        &self,
+        request: Request<pb::ListProcessesRequest>,
+    ) -> RpcResult<pb::ListProcessesResponse> {
+        let processes = self
+            .runtime
+            .list_processes(&request.into_inner().id)
+            .await?
+            .into_iter()
+            .map(|(pid, exec_id)| pb::ProcessInfo {
+                pid: u32::try_from(pid).unwrap_or(0),
+                exec_id: exec_id.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListProcessesResponse { processes }))
     }
 }

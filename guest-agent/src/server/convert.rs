@@ -28,9 +28,11 @@ use crate::model::{
     CapabilityChanges, ContainerConfig, ContainerMetrics, ContainerNetwork, Event, EventDetails,
     EventFilter, EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount,
     NetworkMode, Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource,
-    Seccomp, Status,
+    RootfsMount, Seccomp, Status,
 };
+use crate::runtime::process::ProcessRecord;
 use crate::runtime::{ContainerView, Runtime};
+use crate::stdio::{OutputTarget, StdioConfig};
 
 /// A message that does not convert to the runtime's types.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -73,6 +75,9 @@ pub enum ConversionError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A value whose text form does not parse (a stdio path or URI).
+    #[error("{0}")]
+    Form(String),
 }
 
 /// The result of a conversion from the wire.
@@ -152,7 +157,14 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
         let root = match c.root {
             Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
             Some(Root::Image(reference)) => RootSource::Image(reference),
-            None => return Err(ConversionError::Missing("a rootfs path or an image")),
+            Some(Root::RootfsMounts(m)) => {
+                RootSource::Mounts(m.mounts.into_iter().map(RootfsMount::from).collect())
+            }
+            None => {
+                return Err(ConversionError::Missing(
+                    "a rootfs path, an image or root filesystem mounts",
+                ));
+            }
         };
         let network = match known(c.network_mode, "network mode")? {
             pb::NetworkMode::Container if c.network_container.is_empty() => {
@@ -262,6 +274,9 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
                 .transpose()?
                 .unwrap_or_default(),
             no_new_privileges: c.no_new_privileges,
+            oci_spec: non_empty(c.oci_spec_json),
+            stdio: c.stdio.unwrap_or_default().try_into()?,
+            open_stdin: c.open_stdin,
         })
     }
 }
@@ -293,6 +308,26 @@ impl From<&Seccomp> for pb::SeccompProfile {
         pb::SeccompProfile {
             kind: kind as i32,
             custom_json,
+        }
+    }
+}
+
+impl From<pb::RootfsMount> for RootfsMount {
+    fn from(m: pb::RootfsMount) -> RootfsMount {
+        RootfsMount {
+            kind: m.r#type,
+            source: m.source,
+            options: m.options,
+        }
+    }
+}
+
+impl From<&RootfsMount> for pb::RootfsMount {
+    fn from(m: &RootfsMount) -> pb::RootfsMount {
+        pb::RootfsMount {
+            r#type: m.kind.clone(),
+            source: m.source.clone(),
+            options: m.options.clone(),
         }
     }
 }
@@ -360,6 +395,9 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             root: Some(match &c.root {
                 RootSource::Rootfs(p) => Root::Rootfs(p.display().to_string()),
                 RootSource::Image(r) => Root::Image(r.clone()),
+                RootSource::Mounts(mounts) => Root::RootfsMounts(pb::RootfsMounts {
+                    mounts: mounts.iter().map(pb::RootfsMount::from).collect(),
+                }),
             }),
             command: c.command.clone(),
             args: c.args.clone(),
@@ -442,6 +480,57 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             annotations: c.annotations.clone().into_iter().collect(),
             seccomp: Some((&c.seccomp).into()),
             no_new_privileges: c.no_new_privileges,
+            oci_spec_json: c.oci_spec.clone().unwrap_or_default(),
+            stdio: (!c.stdio.is_empty()).then(|| (&c.stdio).into()),
+            open_stdin: c.open_stdin,
+        }
+    }
+}
+
+impl TryFrom<pb::StdioConfig> for StdioConfig {
+    type Error = ConversionError;
+
+    /// Where a process's streams go, from their text forms (absolute
+    /// paths, `file://` and `binary://` URIs).
+    fn try_from(s: pb::StdioConfig) -> Converted<StdioConfig> {
+        StdioConfig::parse(
+            &s.stdin,
+            &s.stdout,
+            &s.stderr,
+            s.logger_env.into_iter().collect(),
+        )
+        .map_err(|e| ConversionError::Form(e.to_string()))
+    }
+}
+
+impl From<&StdioConfig> for pb::StdioConfig {
+    fn from(s: &StdioConfig) -> pb::StdioConfig {
+        let text =
+            |t: &Option<OutputTarget>| t.as_ref().map(ToString::to_string).unwrap_or_default();
+        pb::StdioConfig {
+            stdin: s
+                .stdin
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            stdout: text(&s.stdout),
+            stderr: text(&s.stderr),
+            logger_env: s.logger_env.clone().into_iter().collect(),
+        }
+    }
+}
+
+impl From<&ProcessRecord> for pb::ProcessState {
+    /// A detached process's state.
+    fn from(r: &ProcessRecord) -> pb::ProcessState {
+        pb::ProcessState {
+            container_id: r.container_id.clone(),
+            exec_id: r.exec_id.clone(),
+            pid: u32::try_from(r.pid).unwrap_or(0),
+            running: r.exit.is_none(),
+            exit: r.exit.as_ref().map(Into::into),
+            terminal: r.terminal,
+            stdio: (!r.stdio.is_empty()).then(|| (&r.stdio).into()),
         }
     }
 }
@@ -979,6 +1068,28 @@ mod tests {
         config.validate().unwrap();
         let back = ContainerConfig::try_from(pb::ContainerConfig::from(&config)).unwrap();
         assert_eq!(back, config);
+
+        // A bridge's container: mounts for a root, its streams to FIFOs and
+        // a logging program.
+        let bridged = ContainerConfig {
+            id: "ctr".into(),
+            root: RootSource::Mounts(vec![RootfsMount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                options: vec!["lowerdir=/l".into(), "upperdir=/u".into()],
+            }]),
+            stdio: StdioConfig::parse(
+                "/run/fifo/in",
+                "binary:///usr/bin/logger?tag=a%20b",
+                "",
+                [("K".to_string(), "V".to_string())].into(),
+            )
+            .unwrap(),
+            open_stdin: true,
+            ..Default::default()
+        };
+        let back = ContainerConfig::try_from(pb::ContainerConfig::from(&bridged)).unwrap();
+        assert_eq!(back, bridged);
     }
 
     #[test]
@@ -986,7 +1097,7 @@ mod tests {
         let no_root = pb::ContainerConfig::default();
         assert_eq!(
             ContainerConfig::try_from(no_root).unwrap_err(),
-            ConversionError::Missing("a rootfs path or an image")
+            ConversionError::Missing("a rootfs path, an image or root filesystem mounts")
         );
         let bad_network = pb::ContainerConfig {
             root: Some(pb::container_config::Root::Image("x".into())),

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::model::ProcessSpec;
 use crate::runtime::Runtime;
 use crate::runtime::exec::{ExecInput, ExecOutput, ExecRequest};
+use crate::runtime::process::{ProcessSource, StartProcess};
 use crate::spec;
 
 /// The exec service.
@@ -30,7 +31,7 @@ impl Exec {
 
 type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
 
-fn terminal_size(size: Option<pb::TerminalSize>) -> Option<(u16, u16)> {
+pub(super) fn terminal_size(size: Option<pb::TerminalSize>) -> Option<(u16, u16)> {
     size.map(|s| {
         (
             s.rows.min(u16::MAX as u32) as u16,
@@ -172,6 +173,92 @@ impl ExecService for Exec {
             timed_out: result.timed_out,
             stdout_truncated: result.stdout_truncated,
             stderr_truncated: result.stderr_truncated,
+        }))
+    }
+
+    async fn start_process(
+        &self,
+        request: Request<pb::StartProcessRequest>,
+    ) -> RpcResult<pb::StartProcessResponse> {
+        use pb::start_process_request::Process;
+        let r = request.into_inner();
+        let source = match r.process {
+            Some(Process::Spec(spec)) => ProcessSource::Spec(spec.into()),
+            Some(Process::OciProcessJson(json)) => ProcessSource::Oci(json),
+            None => return Err(Error::from(ConversionError::Missing("process")).into()),
+        };
+        let record = self
+            .runtime
+            .start_process(
+                &r.container_id,
+                StartProcess {
+                    exec_id: r.exec_id,
+                    source,
+                    stdio: r
+                        .stdio
+                        .unwrap_or_default()
+                        .try_into()
+                        .map_err(Error::from)?,
+                    terminal_size: terminal_size(r.terminal_size),
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::StartProcessResponse {
+            process: Some((&record).into()),
+        }))
+    }
+
+    async fn inspect_process(
+        &self,
+        request: Request<pb::InspectProcessRequest>,
+    ) -> RpcResult<pb::InspectProcessResponse> {
+        let r = request.into_inner();
+        let record = self.runtime.inspect_process(&r.container_id, &r.exec_id)?;
+        Ok(Response::new(pb::InspectProcessResponse {
+            process: Some((&record).into()),
+        }))
+    }
+
+    async fn wait_process(
+        &self,
+        request: Request<pb::WaitProcessRequest>,
+    ) -> RpcResult<pb::WaitProcessResponse> {
+        let r = request.into_inner();
+        let exit = self
+            .runtime
+            .wait_process(&r.container_id, &r.exec_id)
+            .await?;
+        Ok(Response::new(pb::WaitProcessResponse {
+            exit: Some((&exit).into()),
+        }))
+    }
+
+    async fn signal_process(
+        &self,
+        request: Request<pb::SignalProcessRequest>,
+    ) -> RpcResult<pb::SignalProcessResponse> {
+        let r = request.into_inner();
+        let signal = if r.signal.is_empty() {
+            libc::SIGKILL
+        } else {
+            spec::signal::parse(&r.signal)?
+        };
+        self.runtime
+            .signal_process(&r.container_id, &r.exec_id, signal)?;
+        Ok(Response::new(pb::SignalProcessResponse {}))
+    }
+
+    async fn delete_process(
+        &self,
+        request: Request<pb::DeleteProcessRequest>,
+    ) -> RpcResult<pb::DeleteProcessResponse> {
+        let r = request.into_inner();
+        let exit = self
+            .runtime
+            .delete_process(&r.container_id, &r.exec_id, r.force)
+            .await?;
+        Ok(Response::new(pb::DeleteProcessResponse {
+            exit: Some((&exit).into()),
         }))
     }
 }

@@ -76,6 +76,7 @@ impl SystemService for System {
             root_dir: self.runtime.store().root().display().to_string(),
             started_at: Some(self.runtime.started_at().into()),
             last_error: String::new(),
+            last_event_sequence: self.runtime.last_event(),
         };
         Ok(Response::new(pb::InfoResponse {
             component: COMPONENT.into(),

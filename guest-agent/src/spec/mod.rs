@@ -6,6 +6,7 @@
 //! what it sets.
 
 pub mod executable;
+pub mod given;
 pub mod image;
 pub mod seccomp;
 pub mod signal;

@@ -1,5 +1,9 @@
-//! Shared helpers of the agent's integration tests: a real agent process, a
-//! busybox root filesystem and typed clients.
+//! Shared helpers of the agent's integration tests: a real agent (a fresh
+//! one on the host, or the one in the VM the test binary boots), a busybox
+//! root filesystem and typed clients.
+//!
+//! Behaviour tests are written once, as `async fn NAME(h: Harness)`, and
+//! [`on_local_and_vm!`] runs each against both agents.
 
 #![allow(dead_code)]
 
@@ -19,9 +23,36 @@ use libcrun_shim_proto::v1::metrics_service_client::MetricsServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
 use tonic::transport::Channel;
 
+/// Runs each test body named (an `async fn NAME(h: Harness)` of the test
+/// file) twice: `NAME::local` against a fresh local agent, `NAME::vm`
+/// against the agent in the Linux VM this test binary boots once.
+#[macro_export]
+macro_rules! on_local_and_vm {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$name(super::common::Harness::start().await).await
+            }
+            #[tokio::test]
+            async fn vm() {
+                super::$name(super::common::Harness::vm().await).await
+            }
+        }
+    )+};
+}
+
+/// The agent a harness talks to.
+pub enum Agent {
+    /// A fresh agent process on the host, this test's alone.
+    Local(AgentProcess),
+    /// The agent in this test binary's VM, this test's while it runs.
+    Vm(integration::vm::Lease),
+}
+
 /// An agent with a rootfs and clients.
 pub struct Harness {
-    pub agent: AgentProcess,
+    pub agent: Agent,
     pub rootfs: BusyboxRootfs,
     pub containers: ContainerServiceClient<Channel>,
     pub exec: ExecServiceClient<Channel>,
@@ -31,6 +62,18 @@ pub struct Harness {
     pub metrics: MetricsServiceClient<Channel>,
     pub health: HealthCheckServiceClient<Channel>,
     pub images: ImageServiceClient<Channel>,
+    /// The agent's last event sequence when the test began: the test's
+    /// own events come after it (0 on a fresh agent).
+    pub base: u64,
+}
+
+/// The VM the behaviour tests share: no network, one share holding their
+/// root filesystems (mounted at the same path in the guest).
+fn vm() -> &'static integration::vm::VmHost {
+    integration::vm::shared(|| integration::vm::VmOptions {
+        shares: vec![integration::vm::share_dir().to_path_buf()],
+        ..Default::default()
+    })
 }
 
 impl Harness {
@@ -48,6 +91,34 @@ impl Harness {
         .expect("starting the agent");
         let rootfs = BusyboxRootfs::new().expect("busybox rootfs");
         let channel = agent.channel().await;
+        Harness::connect(Agent::Local(agent), rootfs, channel)
+    }
+
+    /// The agent in this test binary's VM (booted by the first test that
+    /// asks), once the tests before this one are done with it, cleared of
+    /// their containers.
+    pub async fn vm() -> Harness {
+        let lease = integration::vm::lease().await;
+        let vm = vm();
+        let rootfs = BusyboxRootfs::new_in(integration::vm::share_dir()).expect("busybox rootfs");
+        let channel = vm.channel().await;
+        let mut h = Harness::connect(Agent::Vm(lease), rootfs, channel);
+        let list = h
+            .containers
+            .list(pb::ListContainersRequest::default())
+            .await
+            .expect("list")
+            .into_inner();
+        for c in list.containers {
+            h.delete(&c.id, true)
+                .await
+                .expect("removing an earlier test's container");
+        }
+        h.base = h.last_event_sequence().await;
+        h
+    }
+
+    fn connect(agent: Agent, rootfs: BusyboxRootfs, channel: Channel) -> Harness {
         Harness {
             containers: ContainerServiceClient::new(channel.clone()),
             exec: ExecServiceClient::new(channel.clone()),
@@ -59,12 +130,32 @@ impl Harness {
             images: ImageServiceClient::new(channel),
             agent,
             rootfs,
+            base: 0,
+        }
+    }
+
+    /// The local agent process (for tests that only run on the host).
+    pub fn local(&self) -> &AgentProcess {
+        match &self.agent {
+            Agent::Local(agent) => agent,
+            Agent::Vm(_) => panic!("this test needs the local agent"),
+        }
+    }
+
+    /// [`Harness::local`], to stop or restart it.
+    pub fn local_mut(&mut self) -> &mut AgentProcess {
+        match &mut self.agent {
+            Agent::Local(agent) => agent,
+            Agent::Vm(_) => panic!("this test needs the local agent"),
         }
     }
 
     /// Reconnects the clients (after an agent restart).
     pub async fn reconnect(&mut self) {
-        let channel = self.agent.channel().await;
+        let channel = match &self.agent {
+            Agent::Local(agent) => agent.channel().await,
+            Agent::Vm(_) => vm().channel().await,
+        };
         self.containers = ContainerServiceClient::new(channel.clone());
         self.exec = ExecServiceClient::new(channel.clone());
         self.logs = LogServiceClient::new(channel.clone());
@@ -73,6 +164,61 @@ impl Harness {
         self.metrics = MetricsServiceClient::new(channel.clone());
         self.health = HealthCheckServiceClient::new(channel.clone());
         self.images = ImageServiceClient::new(channel);
+    }
+
+    /// Stops the agent abruptly and starts it again on the same state
+    /// root, then reconnects: the local agent is SIGKILLed and restarted;
+    /// the VM's agent is shut down (leaving its containers) and its init
+    /// starts it again.
+    pub async fn restart_agent(&mut self) {
+        match &mut self.agent {
+            Agent::Local(agent) => {
+                agent.kill();
+                agent.restart().expect("restart");
+            }
+            Agent::Vm(_) => {
+                let before = self.started_at().await;
+                let _ = self.system.shutdown(pb::ShutdownRequest::default()).await;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the VM's agent did not come back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let Ok(channel) = vm().try_channel().await else {
+                        continue;
+                    };
+                    let mut system = SystemServiceClient::new(channel);
+                    if let Ok(info) = system.info(pb::InfoRequest {}).await {
+                        let started = info.into_inner().agents[0].started_at;
+                        if started != before {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.reconnect().await;
+    }
+
+    async fn info(&mut self) -> pb::AgentInfo {
+        self.system
+            .info(pb::InfoRequest {})
+            .await
+            .expect("info")
+            .into_inner()
+            .agents
+            .remove(0)
+    }
+
+    async fn started_at(&mut self) -> Option<prost_types::Timestamp> {
+        self.info().await.started_at
+    }
+
+    /// The sequence of the agent's last event.
+    pub async fn last_event_sequence(&mut self) -> u64 {
+        self.info().await.last_event_sequence
     }
 
     /// Subscribes to events after `since` (live only when `None`).

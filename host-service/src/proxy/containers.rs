@@ -1,7 +1,8 @@
 //! ContainerService: routed by container id; Create places, List merges.
 
+use futures::StreamExt;
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::network_service_client::NetworkServiceClient;
@@ -152,6 +153,53 @@ impl ContainerService for Containers {
     ) -> RpcResult<pb::UpdateContainerResponse> {
         routed!(self, request, update)
     }
+
+    type AttachStream = AttachStream;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AttachRequest>>,
+    ) -> RpcResult<AttachStream> {
+        let (metadata, extensions, mut inbound) = request.into_parts();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an attach stream must start with `start`"))?;
+        let container_id = match &first.request {
+            Some(pb::attach_request::Request::Start(start)) => start.container_id.clone(),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an attach stream must be `start`",
+                ));
+            }
+        };
+        let agent = self.0.pool.route(&container_id).await?;
+        let outbound = futures::stream::once(async move { first }).chain(
+            inbound
+                .take_while(|m| std::future::ready(m.is_ok()))
+                .filter_map(|m| std::future::ready(m.ok())),
+        );
+        let parent = Request::from_parts(metadata, extensions, ());
+        let responses = agent
+            .containers()
+            .attach(forward_as(&parent, outbound))
+            .await
+            .map_err(|s| agent.record_failure(s))?
+            .into_inner();
+        let stream = responses.map(move |r| r.map_err(|s| agent.record_failure(s)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_processes(
+        &self,
+        request: Request<pb::ListProcessesRequest>,
+    ) -> RpcResult<pb::ListProcessesResponse> {
+        let agent = self.0.pool.route(&request.get_ref().id).await?;
+        Ok(Response::new(answer(
+            &agent,
+            agent.containers().list_processes(forward(request)).await,
+        )?))
+    }
 }
 
 /// Names the agents a merged answer misses in its metadata.
@@ -162,6 +210,9 @@ fn mark_unreachable<T>(response: &mut Response<T>, unreachable: &[String]) {
         response.metadata_mut().insert("x-unavailable-agents", v);
     }
 }
+
+type AttachStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AttachResponse, Status>> + Send>>;
 
 impl Containers {
     /// The merged list of the agents a List request selects, oldest first,

@@ -22,6 +22,17 @@ fn client(agent: &crate::agents::Agent) -> ExecServiceClient<tonic::transport::C
         .max_encoding_message_size(agent.max_message_bytes())
 }
 
+/// Forwards a call about one process to the agent of its container.
+macro_rules! routed_exec {
+    ($self:ident, $request:ident, $method:ident) => {{
+        let agent = $self.0.pool.route(&$request.get_ref().container_id).await?;
+        Ok(Response::new(answer(
+            &agent,
+            client(&agent).$method(forward($request)).await,
+        )?))
+    }};
+}
+
 #[tonic::async_trait]
 impl ExecService for Exec {
     type ExecStream = ExecStream;
@@ -63,10 +74,41 @@ impl ExecService for Exec {
         &self,
         request: Request<pb::ExecSyncRequest>,
     ) -> RpcResult<pb::ExecSyncResponse> {
-        let agent = self.0.pool.route(&request.get_ref().container_id).await?;
-        Ok(Response::new(answer(
-            &agent,
-            client(&agent).exec_sync(forward(request)).await,
-        )?))
+        routed_exec!(self, request, exec_sync)
+    }
+
+    async fn start_process(
+        &self,
+        request: Request<pb::StartProcessRequest>,
+    ) -> RpcResult<pb::StartProcessResponse> {
+        routed_exec!(self, request, start_process)
+    }
+
+    async fn inspect_process(
+        &self,
+        request: Request<pb::InspectProcessRequest>,
+    ) -> RpcResult<pb::InspectProcessResponse> {
+        routed_exec!(self, request, inspect_process)
+    }
+
+    async fn wait_process(
+        &self,
+        request: Request<pb::WaitProcessRequest>,
+    ) -> RpcResult<pb::WaitProcessResponse> {
+        routed_exec!(self, request, wait_process)
+    }
+
+    async fn signal_process(
+        &self,
+        request: Request<pb::SignalProcessRequest>,
+    ) -> RpcResult<pb::SignalProcessResponse> {
+        routed_exec!(self, request, signal_process)
+    }
+
+    async fn delete_process(
+        &self,
+        request: Request<pb::DeleteProcessRequest>,
+    ) -> RpcResult<pb::DeleteProcessResponse> {
+        routed_exec!(self, request, delete_process)
     }
 }

@@ -8,7 +8,11 @@
 //!    all 100 in one call;
 //! 5. exit event latency;
 //! 6. image pull + unpack, and create-to-started of image containers;
-//! 7. the lifecycle of a bridged container with a published port.
+//! 7. the lifecycle of a bridged container with a published port;
+//! 8. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
+//!    beside the local one, and one call over hybrid vsock;
+//! 9. containerd through our shim vs its runc.v2 shim on crun: `ctr run
+//!    --rm` latency and memory per idle task.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -53,7 +57,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// pull, network).
+    /// shim, pull, vm, network).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -137,6 +141,10 @@ async fn run_all(
     if wanted("network") {
         record("network", scenarios::network::measure(&setup, &ours).await);
     }
+    if wanted("shim") {
+        record("shim", scenarios::shim::latency(&setup));
+        record("shim-memory", scenarios::shim::memory(&setup));
+    }
     if wanted("pull") {
         match scenarios::images::measure(&setup, &ours).await {
             Ok((pulls, starts)) => {
@@ -144,6 +152,16 @@ async fn run_all(
                 record("image-start", Ok(starts));
             }
             Err(e) => record("pull", Err(e)),
+        }
+    }
+    if wanted("vm") {
+        match scenarios::vm::measure(&setup).await {
+            Ok([boot, cycle, hop]) => {
+                record("vm-boot", Ok(boot));
+                record("vm-lifecycle", Ok(cycle));
+                record("vm-hop", Ok(hop));
+            }
+            Err(e) => record("vm", Err(e)),
         }
     }
     Ok(report)

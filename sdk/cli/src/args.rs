@@ -19,7 +19,7 @@ use libcrun_shim::{HostEntry, Mount, PortMapping, RestartPolicy};
 #[derive(Debug, Parser)]
 #[command(name = "crun-shim", version, propagate_version = true)]
 pub struct Cli {
-    /// The daemon: unix:///PATH, a socket path, vsock://CID:PORT or http://HOST:PORT.
+    /// The daemon: unix:///PATH, a socket path, vsock://CID:PORT, hvsock:///PATH:PORT or http://HOST:PORT.
     #[arg(
         long,
         short = 'H',
@@ -66,6 +66,9 @@ pub enum Command {
     Wait(Ids),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Attach this terminal to a container's main process (its output, and
+    /// its stdin when created with -i); leaving does not stop it.
+    Attach(AttachArgs),
     /// Print a container's output.
     Logs(LogsArgs),
     /// Live resource usage of running containers.
@@ -192,6 +195,10 @@ pub struct ContainerArgs {
     /// Run the command on a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Keep the command's stdin open (for `attach`; `run -i` connects this
+    /// terminal's stdin).
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -609,6 +616,16 @@ pub struct ShutdownArgs {
     /// Shut down this agent instead of the daemon.
     #[arg(long = "only-agent", value_name = "NAME")]
     pub only_agent: Option<String>,
+}
+
+/// `attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not connect this terminal's stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// The container's id.
+    pub id: String,
 }
 
 /// A size: a number of bytes with an optional binary unit (`512m`,

@@ -676,3 +676,59 @@ fn networks_published_ports_and_names_from_the_command_line() {
     );
     assert!(!e.ok(&["network", "ls", "-q"]).contains(&net.name));
 }
+
+#[test]
+fn run_interactive_and_attach_carry_stdin_and_output() {
+    let e = env();
+    let rootfs = e.rootfs();
+    // run -i: this stdin to the container, its EOF ends `read`.
+    let mut child = e
+        .cli(&[
+            "run",
+            "--rm",
+            "-i",
+            "--rootfs",
+            &rootfs,
+            "--",
+            "/bin/sh",
+            "-c",
+            "read x; echo got $x; exit 6",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(text(&output.stdout), "got hello\n");
+    assert_eq!(output.status.code(), Some(6));
+
+    // attach to a container started with -i: output from now on, stdin
+    // through, the container's exit code at its end.
+    e.detached(
+        "att",
+        &[
+            "-i",
+            "--",
+            "/bin/sh",
+            "-c",
+            "while read line; do echo echo:$line; done; exit 4",
+        ],
+    );
+    let mut child = e
+        .cli(&["attach", "att"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(text(&output.stdout), "echo:one\necho:two\n");
+    assert_eq!(output.status.code(), Some(4));
+    e.ok(&["rm", "att"]);
+}

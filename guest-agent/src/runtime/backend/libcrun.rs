@@ -2,13 +2,13 @@
 //! fork, `crun-shim-monitor` processes for those that do.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 use oci_spec::runtime::LinuxResources;
 
 use super::{Backend, Created, ExecLaunch, ExecProcess};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::monitor::MonitorArgs;
 use crate::process::ProcessRef;
 use crate::runtime::exec::helper;
@@ -28,6 +28,7 @@ impl Libcrun {
     /// A backend on the state root of `store`, starting `monitor_binary`
     /// for runs and execs. Starts a spare monitor in the background.
     pub fn new(store: Store, monitor_binary: PathBuf) -> Result<Libcrun> {
+        drop_seccomp_cache(&store.libcrun_root())?;
         let context = libcrun_sys::Context::builder(store.libcrun_root())
             .build()
             .map_err(|e| Error::libcrun("libcrun context", e))?;
@@ -39,6 +40,29 @@ impl Libcrun {
             store,
             monitor_binary,
         })
+    }
+}
+
+/// Where libcrun keeps the seccomp filters it compiled, under its state
+/// root, one file per profile checksum.
+const SECCOMP_CACHE: &str = ".cache/seccomp";
+
+/// Empties libcrun's seccomp cache. libcrun writes an entry without fsync
+/// and hard-links it into the cache, so a power loss (a VM killed, a host
+/// that crashed) can leave the link with an empty or cut-short file; from
+/// then on every container with that profile fails with `seccomp
+/// (SECCOMP_SET_MODE_FILTER): Invalid argument`. A clean stop cannot be told
+/// from a crash, so each agent starts with an empty cache and libcrun
+/// compiles each profile once again. Running containers keep their own
+/// copy (`ID/seccomp.bpf`). A SIGKILL halfway leaves fewer entries, removed
+/// by the next start.
+fn drop_seccomp_cache(libcrun_root: &Path) -> Result<()> {
+    let cache = libcrun_root.join(SECCOMP_CACHE);
+    match std::fs::remove_dir_all(&cache) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).context(|| format!("emptying libcrun's seccomp cache {}", cache.display()))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -76,13 +100,13 @@ impl Backend for Libcrun {
         self.context.update(id, &json)
     }
 
+    fn pids(&self, id: &str) -> libcrun_sys::Result<Vec<i32>> {
+        self.context.pids(id, true)
+    }
+
     fn create(&self, args: MonitorArgs) -> BoxFuture<'static, Result<Created>> {
         let monitors = self.monitors.clone();
-        let diagnostics = self
-            .store
-            .container_dir(&args.id)
-            .join(crate::store::MONITOR_LOG);
-        Box::pin(async move { monitors.create(&args, &diagnostics).await })
+        Box::pin(async move { monitors.create(&args).await })
     }
 
     fn exec(&self, launch: ExecLaunch) -> BoxFuture<'static, Result<ExecProcess>> {
@@ -112,5 +136,26 @@ impl Backend for Libcrun {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seccomp_cache_is_emptied_and_its_absence_is_fine() {
+        let root = tempfile::tempdir().unwrap();
+        drop_seccomp_cache(root.path()).unwrap();
+        let cache = root.path().join(SECCOMP_CACHE);
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::write(cache.join("e04742c4"), b"").unwrap();
+        std::fs::create_dir(root.path().join("a-container")).unwrap();
+        drop_seccomp_cache(root.path()).unwrap();
+        assert!(!cache.exists());
+        assert!(
+            root.path().join("a-container").exists(),
+            "only the cache goes"
+        );
     }
 }

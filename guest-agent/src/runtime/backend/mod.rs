@@ -29,10 +29,10 @@ use crate::model::ExitStatus;
 use crate::monitor::MonitorArgs;
 use crate::process::ProcessRef;
 
-/// A container its monitor created.
+/// A container (or detached exec process) its monitor created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Created {
-    /// The host pid of its init process.
+    /// The host pid of its init process (or of the exec process).
     pub pid: i32,
     /// Its monitor, which outlives the call and records how the run ends.
     pub monitor: ProcessRef,
@@ -107,8 +107,13 @@ pub trait Backend: std::fmt::Debug + Send + Sync + 'static {
     /// Sets the limits of container `id`.
     fn update(&self, id: &str, resources: &LinuxResources) -> libcrun_sys::Result<()>;
 
+    /// The pids of every process of container `id` (`crun ps`).
+    fn pids(&self, id: &str) -> libcrun_sys::Result<Vec<i32>>;
+
     /// Starts a monitor that creates a run of a container (its spec is in
-    /// the container's directory) and waits for its report.
+    /// the container's directory), or a detached exec process in one
+    /// (`args.exec`; its process is in the exec's directory), and waits for
+    /// its report.
     fn create(&self, args: MonitorArgs) -> BoxFuture<'static, Result<Created>>;
 
     /// Starts a process in a running container and waits until it runs.

@@ -108,6 +108,13 @@ impl State {
         self.stop_process(monitor);
     }
 
+    /// A new running process (a monitor).
+    fn spawn(&mut self) -> ProcessRef {
+        let pid = self.pid();
+        self.processes.insert(pid, watch::channel(true).0);
+        ProcessRef { pid, start_time: 1 }
+    }
+
     fn stop_process(&mut self, pid: i32) {
         if let Some(alive) = self.processes.get(&pid) {
             alive.send_replace(false);
@@ -168,10 +175,7 @@ impl TestBackend {
 
     /// A running process (a monitor from an agent's earlier life, say).
     pub(crate) fn spawn_process(&self) -> ProcessRef {
-        let mut state = self.state();
-        let pid = state.pid();
-        state.processes.insert(pid, watch::channel(true).0);
-        ProcessRef { pid, start_time: 1 }
+        self.state().spawn()
     }
 
     /// The rootfs of a container, from the spec its monitor reads.
@@ -245,8 +249,24 @@ impl Backend for TestBackend {
         Ok(())
     }
 
+    fn pids(&self, id: &str) -> libcrun_sys::Result<Vec<i32>> {
+        Ok(self
+            .state()
+            .containers
+            .get(id)
+            .filter(|c| c.alive)
+            .map(|c| vec![c.pid])
+            .unwrap_or_default())
+    }
+
     fn create(&self, args: MonitorArgs) -> BoxFuture<'static, Result<Created>> {
         let mut state = self.state();
+        if args.exec.is_some() {
+            // A detached exec process: a monitor that runs until signalled.
+            let pid = state.pid();
+            let monitor = state.spawn();
+            return Box::pin(async move { Ok(Created { pid, monitor }) });
+        }
         state.calls.push(Call::Create {
             id: args.id.clone(),
             run: args.run,
@@ -258,12 +278,7 @@ impl Backend for TestBackend {
             )),
             None => {
                 let pid = state.pid();
-                let monitor = state.pid();
-                state.processes.insert(monitor, watch::channel(true).0);
-                let monitor = ProcessRef {
-                    pid: monitor,
-                    start_time: 1,
-                };
+                let monitor = state.spawn();
                 state.containers.insert(
                     args.id.clone(),
                     Container {

@@ -234,7 +234,7 @@ impl Runtime {
     /// The OCI process of an exec: the container's own process with the
     /// request's changes, its user and executable resolved in the
     /// container's root as the container sees it.
-    async fn exec_process(
+    pub(super) async fn exec_process(
         &self,
         record: &Record,
         process: &ProcessSpec,

@@ -2,7 +2,7 @@
 //! channel, its input (bytes, end of input, terminal size, signals)
 //! applied from one.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::{ExecInput, ExecOutput};
+use crate::monitor::streams::resize;
 use crate::runtime::Backend;
 
 /// Where the process's stdin goes.
@@ -122,16 +123,4 @@ async fn write_terminal(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::
         data = &data[n..];
     }
     Ok(())
-}
-
-/// Sets a terminal's size.
-fn resize(fd: RawFd, rows: u16, cols: u16) {
-    let size = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer.
-    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) };
 }

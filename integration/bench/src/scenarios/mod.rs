@@ -7,7 +7,9 @@ pub mod lifecycle;
 pub mod logs;
 pub mod memory;
 pub mod network;
+pub mod shim;
 pub mod throughput;
+pub mod vm;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

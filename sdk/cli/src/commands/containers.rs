@@ -139,6 +139,7 @@ fn config(
         restart_policy: args.restart,
         health_check,
         terminal: args.tty,
+        open_stdin: args.interactive,
         read_only_rootfs: args.read_only,
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout.map(Duration::from_secs),
@@ -190,8 +191,21 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
         }
     };
     let id = a.name.unwrap_or_else(generated_id);
+    let (interactive, terminal) = (a.container.interactive, a.container.tty);
     let config = config(id, root, a.container, command)?;
     let id = rt.create(config).await?;
+    // -i or -t: attached before the start, so nothing is missed.
+    let attached = if (interactive || terminal) && !a.detach {
+        match rt.attach(&id).await {
+            Ok(session) => Some(session),
+            Err(e) => {
+                let _ = rt.delete_with(&id, true).await;
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = rt.start(&id).await {
         if a.rm {
             let _ = rt.delete_with(&id, true).await;
@@ -201,6 +215,13 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
     if a.detach {
         println!("{id}");
         return Ok(0);
+    }
+    if let Some(session) = attached {
+        let code = super::exec::follow_attached(session, terminal, interactive).await?;
+        if a.rm {
+            rt.delete(&id).await?;
+        }
+        return Ok(code);
     }
     let follow = LogOptions {
         follow: true,

@@ -107,6 +107,7 @@ pub async fn run(cli: Cli) -> Result {
         Command::Inspect(a) => containers::inspect(rt, a.ids).await,
         Command::Wait(a) => containers::wait(rt, a.ids).await,
         Command::Exec(a) => exec::exec(rt, a).await,
+        Command::Attach(a) => exec::attach(rt, &a.id, !a.no_stdin).await,
         Command::Logs(a) => logs::logs(rt, a).await,
         Command::Stats(a) => monitor::stats(rt, a).await,
         Command::Health(a) => monitor::health(rt, a).await,
