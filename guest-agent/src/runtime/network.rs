@@ -84,9 +84,10 @@ impl Runtime {
     }
 
     /// Puts the agent's default mode in place of [`NetworkMode::Default`],
-    /// then checks the network settings.
+    /// then checks the network settings. A container run from a given OCI
+    /// spec keeps [`NetworkMode::Default`]: its spec decides its namespaces.
     pub(super) fn resolve_network(&self, config: &mut ContainerConfig) -> Result<()> {
-        if config.network == NetworkMode::Default {
+        if config.network == NetworkMode::Default && config.oci_spec.is_none() {
             config.network = self.options.network.default_mode.clone();
         }
         config.validate_network()
@@ -103,6 +104,10 @@ impl Runtime {
             own_files: Vec::new(),
             joined: NetworkStatus::default(),
         };
+        if config.oci_spec.is_some() {
+            // Nothing to make: the spec is run as given.
+            return Ok(plan);
+        }
         let names = {
             let hostname = spec::hostname(config)?;
             let mut names = vec![id.clone()];
@@ -181,6 +186,11 @@ impl Runtime {
             })?
             .snapshot();
         match &record.config.network {
+            NetworkMode::Default if record.config.oci_spec.is_some() => {
+                return Err(Error::FailedPrecondition(format!(
+                    "container {target} runs from a given OCI spec: join its network namespace through a spec of your own"
+                )));
+            }
             NetworkMode::Bridge | NetworkMode::Default => {
                 let netns = record
                     .network
