@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "libcrun_shim/v1/images.proto",
     "libcrun_shim/v1/logs.proto",
     "libcrun_shim/v1/metrics.proto",
+    "libcrun_shim/v1/network.proto",
     "libcrun_shim/v1/stdio.proto",
     "libcrun_shim/v1/system.proto",
 ];

@@ -66,6 +66,10 @@ pub enum Error {
     /// The image store failed (pull, unpack, image not found...).
     #[error(transparent)]
     Image(#[from] crun_shim_images::Error),
+    /// The networking failed (a network not found, a port taken, a CNI
+    /// plugin's error...).
+    #[error(transparent)]
+    Network(#[from] crun_shim_network::Error),
     /// A bug or an inconsistency in the agent's own state.
     #[error("{0}")]
     Internal(String),

@@ -44,7 +44,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, IoContext, Result};
-use crate::model::{ContainerConfig, ExitStatus, HealthState, Status};
+use crate::model::{ContainerConfig, ExitStatus, HealthState, NetworkStatus, Status};
 use crate::process::ProcessRef;
 
 /// The agent's record of one container.
@@ -84,6 +84,9 @@ pub struct Record {
     pub stopped_by_api: bool,
     /// Its health-check state.
     pub health: HealthState,
+    /// Its network, as made at Create.
+    #[serde(default)]
+    pub network: NetworkStatus,
 }
 
 /// What the monitor writes when a run ends.

@@ -125,7 +125,12 @@ async fn loopback_traffic_counts_in_the_containers_own_namespace(mut h: Harness)
     // /dev/null, whose EOF would close the connection at once.
     let script = "sleep 1; sleep 5 | nc -l -p 5000 > /dev/null & sleep 0.3; \
                   head -c 1000000 /dev/zero | nc 127.0.0.1 5000; echo sent; sleep 60";
-    h.run("talker", script).await;
+    let config = pb::ContainerConfig {
+        network_mode: pb::NetworkMode::None as i32,
+        ..h.sh("talker", script)
+    };
+    h.create(config).await.expect("create");
+    h.start_container("talker").await;
     let before = metrics(&mut h, "talker").await.network.unwrap();
     wait_for_log(&mut h, "talker", "sent").await;
     let after = metrics(&mut h, "talker").await.network.unwrap();

@@ -132,21 +132,7 @@ async fn creates_cut_by_an_agent_sigkill_complete_or_leave_nothing() {
     let parent = cgroup_parent(&mut h).await;
     let root = h.local().root();
     let ids: Vec<String> = (0..20).map(|i| format!("cut{i}")).collect();
-    let creates: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let mut client = h.containers.clone();
-            let config = h.sh(id, "sleep 300");
-            tokio::spawn(async move {
-                client
-                    .create(pb::CreateContainerRequest {
-                        config: Some(config),
-                        agent: String::new(),
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let creates = h.create_concurrently(ids.iter().map(|id| h.sh(id, "sleep 300")).collect());
     // SIGKILL while a create is half-way.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !create_half_made(&root) {

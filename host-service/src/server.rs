@@ -11,6 +11,7 @@ use libcrun_shim_proto::v1::health_check_service_server::HealthCheckServiceServe
 use libcrun_shim_proto::v1::image_service_server::ImageServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
 use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
+use libcrun_shim_proto::v1::network_service_server::NetworkServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
@@ -57,6 +58,11 @@ impl Services {
                 max
             ))
             .add_service(limited!(ImageServiceServer, proxy::Images(s.clone()), max))
+            .add_service(limited!(
+                NetworkServiceServer,
+                proxy::Networks(s.clone()),
+                max
+            ))
             .add_service(limited!(
                 SystemServiceServer,
                 proxy::System::new(s.clone(), self.shutdown.clone()),

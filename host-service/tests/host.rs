@@ -934,3 +934,106 @@ async fn hostile_input_table() {
         .containers;
     assert!(all.is_empty(), "{all:?}");
 }
+
+#[tokio::test]
+async fn networks_through_the_host() {
+    use libcrun_shim_proto::v1::network_service_client::NetworkServiceClient;
+    let rootfs = BusyboxRootfs::new().unwrap();
+    let (a, b) = (agent(), agent());
+    let host = host_of_two(&a, &b).await;
+    let channel = host.channel().await;
+    let mut networks = NetworkServiceClient::new(channel.clone());
+    let net = integration::net::TestNetwork::new(0);
+    let created = networks
+        .create_network(pb::CreateNetworkRequest {
+            name: net.name.clone(),
+            subnet: net.subnet.clone(),
+            bridge: net.bridge.clone(),
+            agent: "b".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create network")
+        .into_inner()
+        .network
+        .unwrap();
+    assert_eq!(created.agent, "b");
+    let listed: Vec<(String, String)> = networks
+        .list_networks(pb::ListNetworksRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .networks
+        .into_iter()
+        .map(|n| (n.name, n.agent))
+        .collect();
+    for expected in [
+        ("crun-shim", "a"),
+        ("crun-shim", "b"),
+        (net.name.as_str(), "b"),
+    ] {
+        assert!(
+            listed.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {listed:?}"
+        );
+    }
+
+    // Placed where its network is, and a member of its namespace with it.
+    let mut containers = ContainerServiceClient::new(channel);
+    let on_net = pb::ContainerConfig {
+        network_mode: pb::NetworkMode::Bridge as i32,
+        networks: vec![pb::ContainerNetwork {
+            name: net.name.clone(),
+            ..Default::default()
+        }],
+        ..config(&rootfs, "on-net", "sleep 600")
+    };
+    let c = run(&mut containers, on_net, "").await;
+    assert_eq!(c.agent, "b");
+    assert_eq!(c.networks[0].network, net.name);
+    let member = pb::ContainerConfig {
+        network_mode: pb::NetworkMode::Container as i32,
+        network_container: "on-net".into(),
+        ..config(&rootfs, "member", "sleep 600")
+    };
+    let m = create(&mut containers, member, "").await.expect("member");
+    assert_eq!(m.agent, "b");
+    assert_eq!(m.networks, c.networks);
+
+    let inspected = networks
+        .inspect_network(pb::InspectNetworkRequest {
+            name: net.name.clone(),
+            agent: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .network
+        .unwrap();
+    assert_eq!(inspected.agent, "b");
+    assert_eq!(inspected.members[0].container_id, "on-net");
+    for id in ["member", "on-net"] {
+        containers
+            .delete(pb::DeleteContainerRequest {
+                id: id.into(),
+                force: true,
+            })
+            .await
+            .unwrap();
+    }
+    networks
+        .remove_network(pb::RemoveNetworkRequest {
+            name: net.name.clone(),
+            agent: String::new(),
+        })
+        .await
+        .unwrap();
+    let gone = networks
+        .remove_network(pb::RemoveNetworkRequest {
+            name: net.name.clone(),
+            agent: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+}

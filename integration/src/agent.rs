@@ -67,6 +67,11 @@ impl AgentProcess {
         self.dir.path().join("root")
     }
 
+    /// The agent's network definitions.
+    pub fn network_config_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+
     /// The agent's stderr log.
     pub fn log(&self) -> PathBuf {
         self.dir.path().join("agent.log")
@@ -88,6 +93,10 @@ impl AgentProcess {
             .arg(self.root())
             .arg("--monitor")
             .arg(&self.monitor)
+            // Its own network definitions (the default network's is
+            // written there), never the machine's.
+            .arg("--network-config-dir")
+            .arg(self.network_config_dir())
             .args(&self.args);
         self.process = Some(Served::start(command, &socket, &self.log(), "the agent")?);
         Ok(())
@@ -123,6 +132,27 @@ impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill();
         remove_containers(&self.root().join("libcrun"));
+        remove_networks(&self.root(), &self.network_config_dir());
+    }
+}
+
+/// Detaches the network attachments of the containers a test left under
+/// an agent's state root `root` (CNI DEL, namespaces unmounted), so that
+/// no address lease, iptables rule or mount outlives the test.
+pub(crate) fn remove_networks(root: &Path, config_dir: &Path) {
+    if !root.join("network").is_dir() {
+        return;
+    }
+    let options = crun_shim_network::NetworkingOptions::new(
+        root.join("network"),
+        root.join("netns"),
+        config_dir.to_path_buf(),
+    );
+    let Ok(networking) = crun_shim_network::Networking::open(options) else {
+        return;
+    };
+    for attachment in networking.attachments() {
+        let _ = networking.detach(&attachment.container_id);
     }
 }
 

@@ -122,7 +122,8 @@ impl HostProcess {
         let agent_root = tempfile::Builder::new()
             .prefix("host-agent-root")
             .tempdir()?;
-        let mut host = HostProcess::start(
+        let config_dir = agent_root.path().join("net.d");
+        let mut host = HostProcess::start_with_env(
             &crate::binary("crun-shimd"),
             &[
                 "--agent-binary".into(),
@@ -130,6 +131,11 @@ impl HostProcess {
                 "--agent-root".into(),
                 agent_root.path().display().to_string(),
             ],
+            // Its own network definitions, never the machine's.
+            &[(
+                "CRUN_SHIM_NETWORK_CONFIG_DIR",
+                &config_dir.display().to_string(),
+            )],
         )?;
         host.agent_root = Some(agent_root);
         // The daemon's local agent listens beside the daemon's socket.
@@ -188,6 +194,7 @@ impl Drop for HostProcess {
             // A daemon the test killed left its agent running.
             crate::agent::kill_root_holder(root.path());
             crate::agent::remove_containers(&root.path().join("libcrun"));
+            crate::agent::remove_networks(root.path(), &root.path().join("net.d"));
         }
     }
 }

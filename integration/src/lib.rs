@@ -4,14 +4,15 @@
 //! gets it from here: [`BusyboxRootfs`] builds one from Debian's
 //! `busybox-static` (installed by `integration/setup.sh`); [`agent`] runs a
 //! real `crun-shim-agent` on a private state root, [`host`] a real
-//! `crun-shimd`, [`vm`] a Linux guest under QEMU run by `crun-shimd`, and
-//! [`binary`] finds the workspace's binaries; [`critest_images`] builds the
-//! images critest pulls.
+//! `crun-shimd`, [`net`] networks of a test's own, [`vm`] a Linux guest
+//! under QEMU run by `crun-shimd`, and [`binary`] finds the workspace's
+//! binaries; [`critest_images`] builds the images critest pulls.
 
 pub mod agent;
 pub mod containerd;
 pub mod critest_images;
 pub mod host;
+pub mod net;
 pub mod registry;
 pub mod served;
 pub mod vm;
@@ -62,6 +63,7 @@ const APPLETS: &[&str] = &[
     "stty",
     "tty",
     "wget",
+    "httpd",
     "grep",
     "sed",
     "awk",

@@ -10,6 +10,7 @@ use libcrun_shim_proto::v1::health_check_service_client::HealthCheckServiceClien
 use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::log_service_client::LogServiceClient;
 use libcrun_shim_proto::v1::metrics_service_client::MetricsServiceClient;
+use libcrun_shim_proto::v1::network_service_client::NetworkServiceClient;
 use libcrun_shim_proto::v1::system_service_client::SystemServiceClient;
 use tonic::transport::Channel;
 
@@ -77,6 +78,7 @@ impl Client {
     service!(logs, LogServiceClient);
     service!(events, EventServiceClient);
     service!(metrics, MetricsServiceClient);
+    service!(networks, NetworkServiceClient);
     service!(health, HealthCheckServiceClient);
     service!(images, ImageServiceClient);
     service!(system, SystemServiceClient);

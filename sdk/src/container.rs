@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::health::{HealthCheck, HealthStatus};
+use crate::network::{ContainerNetwork, DnsConfig, HostEntry, NetworkInterface, PortMapping};
 
 /// Where a container's root filesystem comes from: a directory, an image,
 /// or mounts (containerd's snapshots).
@@ -110,6 +111,15 @@ pub struct ContainerConfig {
     pub mounts: Vec<Mount>,
     /// The network the container joins.
     pub network: NetworkMode,
+    /// [`NetworkMode::Bridge`] (and [`NetworkMode::Default`]): the networks
+    /// to join, in order; the agent's default network when empty.
+    pub networks: Vec<ContainerNetwork>,
+    /// Ports published through the first network (`-p`).
+    pub ports: Vec<PortMapping>,
+    /// DNS settings of its `/etc/resolv.conf`.
+    pub dns: DnsConfig,
+    /// Static entries of its `/etc/hosts` (`--add-host`).
+    pub extra_hosts: Vec<HostEntry>,
     /// Cgroup limits.
     pub resources: ResourceLimits,
     /// User labels, for filters.
@@ -218,16 +228,43 @@ impl Mount {
 /// The network a container joins.
 ///
 /// ```
-/// assert_eq!(libcrun_shim::NetworkMode::default(), libcrun_shim::NetworkMode::None);
+/// use libcrun_shim::NetworkMode;
+/// assert_eq!(NetworkMode::default(), NetworkMode::Default);
+/// let pod = NetworkMode::Container("sandbox".into());
+/// assert_eq!(pod.to_string(), "container:sandbox");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
-    /// Its own network namespace with only the loopback interface.
+    /// The agent's default: [`NetworkMode::Bridge`] on its default network
+    /// (unless the agent is configured otherwise).
     #[default]
+    Default,
+    /// Its own network namespace with only the loopback interface.
     None,
     /// The agent's network namespace.
     Host,
+    /// Its own network namespace on the networks of
+    /// [`ContainerConfig::networks`] (the default network when empty): an
+    /// address on each, published ports, and the other containers of its
+    /// networks known by name.
+    Bridge,
+    /// The network namespace of another container, by id: its interfaces,
+    /// ports, `/etc/hosts` and `/etc/resolv.conf` (a pod's containers join
+    /// its sandbox).
+    Container(String),
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetworkMode::Default => f.write_str("default"),
+            NetworkMode::None => f.write_str("none"),
+            NetworkMode::Host => f.write_str("host"),
+            NetworkMode::Bridge => f.write_str("bridge"),
+            NetworkMode::Container(id) => write!(f, "container:{id}"),
+        }
+    }
 }
 
 /// Cgroup limits. `None` means no limit at create, and "unchanged" in
@@ -436,6 +473,12 @@ pub struct ContainerInfo {
     pub image_digest: String,
     /// Exec processes running in it.
     pub exec_ids: Vec<String>,
+    /// Its interfaces, one per network.
+    pub networks: Vec<NetworkInterface>,
+    /// Its published ports, with the host ports picked.
+    pub ports: Vec<PortMapping>,
+    /// Its network namespace on the agent's machine (empty in host mode).
+    pub netns_path: String,
     /// The OCI runtime spec (config.json) as JSON: filled by
     /// [`ContainerRuntime::inspect`](crate::ContainerRuntime::inspect) only.
     #[serde(skip_serializing_if = "Option::is_none")]

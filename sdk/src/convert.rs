@@ -27,6 +27,10 @@ use crate::metrics::{
     BlkioMetrics, ContainerMetrics, CpuMetrics, InterfaceMetrics, MemoryMetrics, NetworkMetrics,
     PidsMetrics,
 };
+use crate::network::{
+    ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
+    NetworkSubnet, PortMapping, Protocol,
+};
 use crate::system::{AgentInfo, AgentState, CgroupMode, Info, Orphan, OrphanKind, Version};
 
 /// An answer of the server that does not convert to the SDK's types; as
@@ -64,6 +68,15 @@ pub enum ConversionError {
         seconds: i64,
         /// Its nanoseconds.
         nanos: i32,
+    },
+    /// A text field that does not parse as what it holds (an IP address,
+    /// a port).
+    #[error("{field}: {value:?} is not valid")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
     },
 }
 
@@ -130,6 +143,32 @@ pub(crate) fn required<A, B: TryFrom<A, Error = ConversionError>>(
         .and_then(B::try_from)
 }
 
+/// A value of the wire parsed from its text or number, or refused naming
+/// its field.
+fn parsed<T, V: std::fmt::Display>(
+    value: V,
+    field: &'static str,
+    parse: impl FnOnce(&V) -> Option<T>,
+) -> Converted<T> {
+    parse(&value).ok_or_else(|| ConversionError::Invalid {
+        field,
+        value: value.to_string(),
+    })
+}
+
+/// An IP address of the wire, empty as `None`.
+fn optional_ip(s: String, field: &'static str) -> Converted<Option<std::net::IpAddr>> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    parsed(s, field, |s| s.parse().ok()).map(Some)
+}
+
+/// A port of the wire.
+fn port(p: u32, field: &'static str) -> Converted<u16> {
+    parsed(p, field, |p| u16::try_from(*p).ok())
+}
+
 /// An empty string as `None`.
 fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
@@ -180,10 +219,21 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             additional_gids: config.additional_gids,
             hostname: config.hostname.unwrap_or_default(),
             mounts: config.mounts.into_iter().map(Into::into).collect(),
-            network_mode: match config.network {
+            network_mode: match &config.network {
+                NetworkMode::Default => pb::NetworkMode::Unspecified,
                 NetworkMode::None => pb::NetworkMode::None,
                 NetworkMode::Host => pb::NetworkMode::Host,
+                NetworkMode::Bridge => pb::NetworkMode::Bridge,
+                NetworkMode::Container(_) => pb::NetworkMode::Container,
             } as i32,
+            network_container: match config.network {
+                NetworkMode::Container(id) => id,
+                _ => String::new(),
+            },
+            networks: config.networks.into_iter().map(Into::into).collect(),
+            ports: config.ports.into_iter().map(Into::into).collect(),
+            dns: (!config.dns.is_empty()).then(|| config.dns.into()),
+            extra_hosts: config.extra_hosts.into_iter().map(Into::into).collect(),
             resources: Some(config.resources.into()),
             labels: config.labels.into_iter().collect(),
             restart_policy: Some(pb::RestartPolicy {
@@ -242,8 +292,11 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
     fn try_from(c: pb::ContainerConfig) -> Converted<ContainerConfig> {
         use pb::container_config::Root;
         let network = match c.network_mode() {
+            pb::NetworkMode::Unspecified => NetworkMode::Default,
+            pb::NetworkMode::None => NetworkMode::None,
             pb::NetworkMode::Host => NetworkMode::Host,
-            _ => NetworkMode::None,
+            pb::NetworkMode::Bridge => NetworkMode::Bridge,
+            pb::NetworkMode::Container => NetworkMode::Container(c.network_container),
         };
         let root = match c.root {
             Some(Root::Rootfs(path)) => RootSource::Rootfs(PathBuf::from(path)),
@@ -276,6 +329,14 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             hostname: non_empty(c.hostname),
             mounts: c.mounts.into_iter().map(Into::into).collect(),
             network,
+            networks: all(c.networks)?,
+            ports: all(c.ports)?,
+            dns: c
+                .dns
+                .map(TryInto::try_into)
+                .transpose()?
+                .unwrap_or_default(),
+            extra_hosts: all(c.extra_hosts)?,
             resources: c.resources.map(Into::into).unwrap_or_default(),
             labels: c.labels.into_iter().collect(),
             restart_policy,
@@ -478,6 +539,9 @@ impl TryFrom<pb::Container> for ContainerInfo {
             rootfs_path: c.rootfs_path,
             image_digest: c.image_digest,
             exec_ids: c.exec_ids,
+            networks: c.networks.into_iter().map(Into::into).collect(),
+            ports: all(c.ports)?,
+            netns_path: c.netns_path,
             oci_spec_json: None,
         })
     }
@@ -790,6 +854,7 @@ impl From<pb::Orphan> for Orphan {
                 pb::OrphanKind::Cgroup => OrphanKind::Cgroup,
                 pb::OrphanKind::Mount => OrphanKind::Mount,
                 pb::OrphanKind::StateDirectory => OrphanKind::StateDirectory,
+                pb::OrphanKind::Network => OrphanKind::Network,
                 pb::OrphanKind::Unspecified => OrphanKind::Unknown,
             },
             container_id: o.container_id,
@@ -854,6 +919,150 @@ impl From<pb::PullImageProgress> for PullProgress {
                 .collect(),
             downloaded_bytes: p.downloaded_bytes,
             total_bytes: p.total_bytes,
+        }
+    }
+}
+
+impl From<ContainerNetwork> for pb::ContainerNetwork {
+    fn from(n: ContainerNetwork) -> pb::ContainerNetwork {
+        pb::ContainerNetwork {
+            name: n.name,
+            ip_address: n.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            aliases: n.aliases,
+        }
+    }
+}
+
+impl TryFrom<pb::ContainerNetwork> for ContainerNetwork {
+    type Error = ConversionError;
+
+    fn try_from(n: pb::ContainerNetwork) -> Converted<ContainerNetwork> {
+        Ok(ContainerNetwork {
+            name: n.name,
+            ip: optional_ip(n.ip_address, "network.ip_address")?,
+            aliases: n.aliases,
+        })
+    }
+}
+
+impl From<PortMapping> for pb::PortMapping {
+    fn from(p: PortMapping) -> pb::PortMapping {
+        pb::PortMapping {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: p.host_port.into(),
+            container_port: p.container_port.into(),
+            protocol: match p.protocol {
+                Protocol::Tcp => pb::PortProtocol::Tcp,
+                Protocol::Udp => pb::PortProtocol::Udp,
+            } as i32,
+        }
+    }
+}
+
+impl TryFrom<pb::PortMapping> for PortMapping {
+    type Error = ConversionError;
+
+    fn try_from(p: pb::PortMapping) -> Converted<PortMapping> {
+        Ok(PortMapping {
+            protocol: match p.protocol() {
+                pb::PortProtocol::Udp => Protocol::Udp,
+                pb::PortProtocol::Tcp | pb::PortProtocol::Unspecified => Protocol::Tcp,
+            },
+            host_ip: optional_ip(p.host_ip, "port.host_ip")?,
+            host_port: port(p.host_port, "port.host_port")?,
+            container_port: port(p.container_port, "port.container_port")?,
+        })
+    }
+}
+
+impl From<DnsConfig> for pb::DnsConfig {
+    fn from(d: DnsConfig) -> pb::DnsConfig {
+        pb::DnsConfig {
+            servers: d.servers.iter().map(ToString::to_string).collect(),
+            searches: d.searches,
+            options: d.options,
+        }
+    }
+}
+
+impl TryFrom<pb::DnsConfig> for DnsConfig {
+    type Error = ConversionError;
+
+    fn try_from(d: pb::DnsConfig) -> Converted<DnsConfig> {
+        Ok(DnsConfig {
+            servers: d
+                .servers
+                .into_iter()
+                .map(|s| parsed(s, "dns.servers", |s| s.parse().ok()))
+                .collect::<Converted<_>>()?,
+            searches: d.searches,
+            options: d.options,
+        })
+    }
+}
+
+impl From<HostEntry> for pb::HostEntry {
+    fn from(h: HostEntry) -> pb::HostEntry {
+        pb::HostEntry {
+            hostname: h.hostname,
+            ip: h.ip.to_string(),
+        }
+    }
+}
+
+impl TryFrom<pb::HostEntry> for HostEntry {
+    type Error = ConversionError;
+
+    fn try_from(h: pb::HostEntry) -> Converted<HostEntry> {
+        Ok(HostEntry {
+            ip: parsed(h.ip, "extra_hosts.ip", |s| s.parse().ok())?,
+            hostname: h.hostname,
+        })
+    }
+}
+
+impl From<pb::NetworkInterface> for NetworkInterface {
+    fn from(i: pb::NetworkInterface) -> NetworkInterface {
+        NetworkInterface {
+            network: i.network,
+            interface: i.interface,
+            mac_address: i.mac_address,
+            ip_addresses: i.ip_addresses,
+            gateway: non_empty(i.gateway),
+        }
+    }
+}
+
+impl From<pb::Network> for NetworkInfo {
+    fn from(n: pb::Network) -> NetworkInfo {
+        NetworkInfo {
+            name: n.name,
+            agent: n.agent,
+            driver: n.driver,
+            bridge: non_empty(n.bridge),
+            subnets: n
+                .subnets
+                .into_iter()
+                .map(|s| NetworkSubnet {
+                    subnet: s.subnet,
+                    gateway: non_empty(s.gateway),
+                })
+                .collect(),
+            internal: n.internal,
+            ip_masquerade: n.ip_masquerade,
+            is_default: n.is_default,
+            labels: n.labels.into_iter().collect(),
+            plugins: n.plugins,
+            config_path: n.config_path,
+            config_json: n.config_json,
+            members: n
+                .members
+                .into_iter()
+                .map(|m| NetworkMember {
+                    container_id: m.container_id,
+                    interface: m.interface.map(Into::into),
+                })
+                .collect(),
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   completion or interactive), logs, events, health, metrics, and the
 //!   runtime's own upkeep (cleanup, orphans, recovery, shutdown).
 //! - [`ImageStore`]: pull (with progress), list, inspect, remove, rootfs.
+//! - [`Networks`]: the agents' bridge networks (create, remove, list,
+//!   inspect); containers join them with [`ContainerConfig::network`],
+//!   `networks` and `ports`.
 //! - [`RuntimeConfig`]: where the daemon is (or one VM's agent), the agent
 //!   new work goes to, and call timeouts.
 //! - [`Error`]: one error type whose variants say what went wrong
@@ -54,6 +57,7 @@ mod health;
 mod images;
 mod logs;
 mod metrics;
+mod network;
 mod runtime;
 #[cfg(feature = "shim-v2")]
 pub mod shim;
@@ -79,6 +83,10 @@ pub use logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
 pub use metrics::{
     BlkioMetrics, ContainerMetrics, CpuMetrics, InterfaceMetrics, MemoryMetrics, NetworkMetrics,
     PidsMetrics,
+};
+pub use network::{
+    ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
+    NetworkOptions, NetworkSubnet, Networks, PortMapping, Protocol,
 };
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
 #[cfg(feature = "shim-v2")]

@@ -21,6 +21,7 @@ use crate::health::ContainerHealth;
 use crate::images::ImageStore;
 use crate::logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
 use crate::metrics::ContainerMetrics;
+use crate::network::Networks;
 use crate::system::{Info, Orphan, RecoverReport, ShutdownOptions, Version};
 
 /// Events buffered for a [`ContainerRuntime::subscribe_events`] receiver
@@ -152,6 +153,19 @@ impl ContainerRuntime {
     /// ```
     pub fn images(&self) -> ImageStore {
         ImageStore::from_client(self.client.clone())
+    }
+
+    /// The agents' networks, over the same connection.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
+    /// for network in runtime.networks().list().await? {
+    ///     println!("{} {:?}", network.name, network.subnets);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn networks(&self) -> Networks {
+        Networks::from_client(self.client.clone())
     }
 
     /// Creates a container (set up, not started) and returns its id. On a

@@ -190,6 +190,9 @@ pub enum OrphanKind {
     Mount,
     /// A container directory without a valid record.
     StateDirectory,
+    /// A network attachment (namespace, addresses, port rules) whose
+    /// container is gone.
+    Network,
     /// A kind this SDK does not know.
     Unknown,
 }
@@ -202,6 +205,7 @@ impl std::fmt::Display for OrphanKind {
             OrphanKind::Cgroup => "cgroup",
             OrphanKind::Mount => "mount",
             OrphanKind::StateDirectory => "state_directory",
+            OrphanKind::Network => "network",
             OrphanKind::Unknown => "unknown",
         })
     }

@@ -77,6 +77,10 @@ fn spawn_agent(params: &GuestParams) -> std::io::Result<Pid> {
         .arg(format!("{STATE_ROOT}/agent"))
         .arg("--monitor")
         .arg(MONITOR)
+        // The guest carries no CNI plugins: its containers get their own
+        // namespace with loopback unless they ask for more.
+        .arg("--default-network-mode")
+        .arg("none")
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", "/root")

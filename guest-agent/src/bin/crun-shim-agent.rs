@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use crun_shim_agent::events::JournalLimits;
-use crun_shim_agent::runtime::{Runtime, RuntimeOptions};
+use crun_shim_agent::model::NetworkMode;
+use crun_shim_agent::runtime::{NetworkOptions, Runtime, RuntimeOptions};
 use crun_shim_agent::server::{self, ListenAddr};
 use tracing::{error, info};
 
@@ -59,6 +60,46 @@ struct Args {
     /// ~/.docker/config.json].
     #[arg(long, env = "CRUN_SHIM_DOCKER_CONFIG")]
     docker_config: Option<PathBuf>,
+    /// Where network definitions (CNI configuration lists) are; the
+    /// default network's is written there when no file defines it.
+    #[arg(
+        long,
+        env = "CRUN_SHIM_NETWORK_CONFIG_DIR",
+        default_value = "/etc/libcrun-shim/net.d"
+    )]
+    network_config_dir: PathBuf,
+    /// A directory of CNI plugins, searched in order; ':' separates several
+    /// [default: /usr/lib/cni, /opt/cni/bin, /usr/libexec/cni].
+    #[arg(
+        long = "cni-plugin-dir",
+        env = "CRUN_SHIM_CNI_PATH",
+        value_delimiter = ':'
+    )]
+    cni_plugin_dirs: Vec<PathBuf>,
+    /// Where containers' network namespaces are mounted [default: ROOT/netns].
+    #[arg(long, env = "CRUN_SHIM_NETNS_DIR")]
+    netns_dir: Option<PathBuf>,
+    /// The default network: the one containers join when they name none.
+    #[arg(long, env = "CRUN_SHIM_DEFAULT_NETWORK", default_value = "crun-shim")]
+    default_network: String,
+    /// The default network's bridge, when the agent defines it.
+    #[arg(long, default_value = "crun-shim0")]
+    default_network_bridge: String,
+    /// The default network's subnet, when the agent defines it.
+    #[arg(long, default_value = "10.77.0.0/16")]
+    default_network_subnet: ipnet::Ipv4Net,
+    /// The network mode of containers that ask for none.
+    #[arg(long, value_enum, default_value_t = DefaultNetworkMode::Bridge)]
+    default_network_mode: DefaultNetworkMode,
+}
+
+/// The network modes a container may get by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DefaultNetworkMode {
+    /// Its own namespace on the default network.
+    Bridge,
+    /// Its own namespace with loopback only.
+    None,
 }
 
 fn main() {
@@ -83,6 +124,15 @@ fn main() {
         Ok(path) => path,
         Err(e) => {
             error!("{e}");
+            std::process::exit(1);
+        }
+    };
+    // The mount namespace the agent starts in, where network namespaces
+    // are mounted to outlive it (see crun_shim_network::netns).
+    let durable_mount_namespace = match crun_shim_network::netns::current_mount_namespace() {
+        Ok(fd) => std::sync::Arc::new(fd),
+        Err(e) => {
+            error!("opening this process's mount namespace: {e}");
             std::process::exit(1);
         }
     };
@@ -115,6 +165,7 @@ fn main() {
                         .or_else(crun_shim_images::auth::default_docker_config),
                     max_concurrent_downloads: args.max_concurrent_downloads.max(1),
                 },
+                network: network_options(&args, durable_mount_namespace),
             };
             rt.block_on(run(args, options))
         }
@@ -125,6 +176,36 @@ fn main() {
     };
     drop(telemetry);
     std::process::exit(code);
+}
+
+/// The networking's options from the command line.
+fn network_options(
+    args: &Args,
+    durable_mount_namespace: std::sync::Arc<std::os::fd::OwnedFd>,
+) -> NetworkOptions {
+    let mut networking = crun_shim_network::NetworkingOptions::new(
+        args.root.join("network"),
+        args.netns_dir
+            .clone()
+            .unwrap_or_else(|| args.root.join("netns")),
+        args.network_config_dir.clone(),
+    );
+    if !args.cni_plugin_dirs.is_empty() {
+        networking.plugin_dirs = args.cni_plugin_dirs.clone();
+    }
+    networking.default_network = crun_shim_network::DefaultNetwork {
+        name: args.default_network.clone(),
+        bridge: args.default_network_bridge.clone(),
+        subnet: args.default_network_subnet,
+    };
+    networking.durable_mount_namespace = Some(durable_mount_namespace);
+    NetworkOptions {
+        networking,
+        default_mode: match args.default_network_mode {
+            DefaultNetworkMode::Bridge => NetworkMode::Bridge,
+            DefaultNetworkMode::None => NetworkMode::None,
+        },
+    }
 }
 
 /// Sets the process up before any thread exists (unsharing the mount

@@ -4,9 +4,12 @@
 //! and fills in the defaults before the runtime acts on it.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crun_shim_network::PortMapping;
+use crun_shim_network::dns::{DnsConfig, HostEntry};
 use serde::{Deserialize, Serialize};
 
 use super::resources::Resources;
@@ -72,14 +75,35 @@ impl Default for RootSource {
 }
 
 /// The network a container joins.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
-    /// A private network namespace with only loopback, up.
+    /// The agent's default mode ([`NetworkMode::Bridge`] unless configured
+    /// otherwise), which Create puts in its place.
     #[default]
+    Default,
+    /// A private network namespace with only loopback, up.
     None,
     /// The agent's network namespace.
     Host,
+    /// A namespace of its own attached to the networks of
+    /// [`ContainerConfig::networks`] (the default network when empty).
+    Bridge,
+    /// The namespace of another container, by id.
+    Container(String),
+}
+
+/// A network a container joins, in bridge mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerNetwork {
+    /// The network's name.
+    pub name: String,
+    /// A fixed address in its subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// More names the network's other containers know it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A mount added to a container.
@@ -299,6 +323,19 @@ pub struct ContainerConfig {
     pub mounts: Vec<Mount>,
     /// Network mode.
     pub network: NetworkMode,
+    /// Bridge mode: the networks to join, in order (the default network
+    /// when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ContainerNetwork>,
+    /// Bridge mode: ports published through the first network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// DNS settings of its resolv.conf.
+    #[serde(default)]
+    pub dns: DnsConfig,
+    /// Static entries of its hosts file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<HostEntry>,
     /// Resource limits.
     pub resources: Resources,
     /// User labels.
@@ -353,6 +390,56 @@ pub enum Seccomp {
     /// A profile as JSON: OCI's `linux.seccomp` object or a Docker
     /// `seccomp.json`.
     Custom(String),
+}
+
+impl ContainerConfig {
+    /// Checks that the network settings fit the network mode (part of
+    /// [`ContainerConfig::validate`], and again once the runtime has put
+    /// its default in place of [`NetworkMode::Default`]): networks and
+    /// ports only in bridge mode, DNS settings and host entries in any mode
+    /// but joining another container's namespace (which shares its files),
+    /// published ports with a container port, host entries with names.
+    pub fn validate_network(&self) -> Result<()> {
+        let mode = match &self.network {
+            NetworkMode::Container(target) => {
+                ids::validate("container", target)?;
+                if *target == self.id {
+                    return Err(Error::InvalidArgument(format!(
+                        "container {} cannot join its own network namespace",
+                        self.id
+                    )));
+                }
+                if !self.dns.is_empty() || !self.extra_hosts.is_empty() {
+                    return Err(Error::InvalidArgument(
+                        "DNS settings and host entries come from the container joined, not from a container joining it".into(),
+                    ));
+                }
+                "container"
+            }
+            NetworkMode::Bridge | NetworkMode::Default => "bridge",
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        };
+        if mode != "bridge" && (!self.networks.is_empty() || !self.ports.is_empty()) {
+            return Err(Error::InvalidArgument(format!(
+                "networks and published ports need the bridge network mode, not {mode}"
+            )));
+        }
+        if let Some(p) = self.ports.iter().find(|p| p.container_port == 0) {
+            return Err(Error::InvalidArgument(format!(
+                "published port {}: the container port must be 1-65535",
+                p.host_side()
+            )));
+        }
+        for net in &self.networks {
+            crun_shim_network::validate_name("network", &net.name)?;
+        }
+        self.dns.validate()?;
+        for entry in &self.extra_hosts {
+            entry.validate()?;
+        }
+        Ok(())
+    }
 }
 
 /// The longest label or annotation key, in bytes.
@@ -412,7 +499,8 @@ impl ContainerConfig {
         if let Some(check) = &mut self.health_check {
             check.validate()?;
         }
-        self.log.validate()
+        self.log.validate()?;
+        self.validate_network()
     }
 
     /// Refuses NUL bytes in the strings that become paths, arguments or
@@ -482,6 +570,10 @@ impl ContainerConfig {
             ("hostname", self.hostname.is_some()),
             ("mounts", !self.mounts.is_empty()),
             ("network_mode", self.network != NetworkMode::default()),
+            ("networks", !self.networks.is_empty()),
+            ("ports", !self.ports.is_empty()),
+            ("dns", !self.dns.is_empty()),
+            ("extra_hosts", !self.extra_hosts.is_empty()),
             ("resources", self.resources != Resources::default()),
             ("terminal", self.terminal),
             ("read_only_rootfs", self.read_only_rootfs),
@@ -762,6 +854,50 @@ mod tests {
     }
 
     #[test]
+    fn network_settings_must_fit_the_network_mode() {
+        let port = PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+            protocol: crun_shim_network::Protocol::Tcp,
+        };
+        let mut c = config();
+        c.ports = vec![port];
+        c.clone().validate().unwrap();
+        c.network = NetworkMode::Host;
+        invalid(c, "need the bridge network mode, not host");
+        let mut c = config();
+        c.ports = vec![PortMapping {
+            container_port: 0,
+            ..port
+        }];
+        invalid(c, "container port must be 1-65535");
+        let mut c = config();
+        c.network = NetworkMode::Container("web".into());
+        invalid(c, "cannot join its own network namespace");
+        let mut c = config();
+        c.network = NetworkMode::Container("pod".into());
+        c.extra_hosts = vec![HostEntry {
+            name: "db".into(),
+            ip: "10.0.0.2".parse().unwrap(),
+        }];
+        invalid(c, "come from the container joined");
+        let mut c = config();
+        c.networks = vec![ContainerNetwork {
+            name: "bad/name".into(),
+            ..Default::default()
+        }];
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                Error::Network(crun_shim_network::Error::InvalidArgument(m)) if m.contains("bad/name")
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn a_given_spec_excludes_what_shapes_a_spec() {
         let given = || {
             ContainerConfig {
@@ -794,6 +930,18 @@ mod tests {
                 ..given()
             },
             "does not parse",
+        );
+        invalid(
+            ContainerConfig {
+                ports: vec![PortMapping {
+                    host_ip: None,
+                    host_port: 8080,
+                    container_port: 80,
+                    protocol: crun_shim_network::Protocol::Tcp,
+                }],
+                ..given()
+            },
+            "ports cannot be set",
         );
     }
 

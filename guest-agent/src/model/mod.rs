@@ -16,9 +16,9 @@ pub mod resources;
 pub mod status;
 
 pub use config::{
-    CapabilityChanges, ContainerConfig, HealthCheck, LogConfig, MAX_ANNOTATIONS_TOTAL,
-    MAX_LABEL_VALUE, MAX_LABELS_TOTAL, MAX_METADATA_KEY, Mount, NetworkMode, ProcessSpec,
-    RestartPolicy, Rlimit, RootSource, RootfsMount, Seccomp,
+    CapabilityChanges, ContainerConfig, ContainerNetwork, HealthCheck, LogConfig,
+    MAX_ANNOTATIONS_TOTAL, MAX_LABEL_VALUE, MAX_LABELS_TOTAL, MAX_METADATA_KEY, Mount, NetworkMode,
+    ProcessSpec, RestartPolicy, Rlimit, RootSource, RootfsMount, Seccomp,
 };
 pub use events::{Event, EventDetails, EventFilter, EventKind};
 pub use health::{HealthResult, HealthState, HealthStatus};
@@ -27,4 +27,4 @@ pub use metrics::{
 };
 pub use orphans::{Orphan, OrphanKind};
 pub use resources::Resources;
-pub use status::{ExitStatus, Operation, Status};
+pub use status::{ExitStatus, NetworkStatus, Operation, Status};

@@ -16,6 +16,8 @@ pub enum OrphanKind {
     Mount,
     /// A container directory without a valid record.
     StateDirectory,
+    /// A network attachment without a container.
+    Network,
 }
 
 /// Something left over.

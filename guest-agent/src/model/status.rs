@@ -1,8 +1,10 @@
-//! The state of a container and the operations each state allows, and how
-//! a process ends.
+//! The state of a container and the operations each state allows, how a
+//! process ends, and the network a container was given.
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
+use crun_shim_network::{InterfaceInfo, PortMapping};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -234,6 +236,23 @@ impl ExitStatus {
             }
         }
     }
+}
+
+/// A container's network as it was made at Create: a snapshot of its
+/// attachment (or of the one it joined), which does not change while the
+/// container exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// Its interfaces, one per network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceInfo>,
+    /// Its published ports, host ports resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// The persistent network namespace it runs in (bridge mode, or the
+    /// bridge container it joined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ mod tests {
                 status: HealthStatus::Starting,
                 ..Default::default()
             },
+            network: Default::default(),
         }
     }
 

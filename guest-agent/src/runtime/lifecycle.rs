@@ -42,7 +42,7 @@ impl Runtime {
         let result = self.create_reserved(config).await;
         if result.is_err() {
             // Leave nothing behind: no process, libcrun state, cgroup,
-            // mount or directory.
+            // mount, network or directory.
             if let Err(e) = self.remove_leftovers(&id).await {
                 warn!(container = %id, error = %e, "cannot clean up a failed create");
             }
@@ -59,6 +59,8 @@ impl Runtime {
         mut config: ContainerConfig,
     ) -> Result<ContainerView> {
         let id = config.id.clone();
+        self.resolve_network(&mut config)?;
+        let network = self.plan_network(&config)?;
         let (rootfs, image_digest) = match &config.root {
             RootSource::Rootfs(path) => (check_rootfs(path)?, None),
             RootSource::Mounts(mounts) => (self.mount_given_rootfs(&id, mounts)?, None),
@@ -94,6 +96,8 @@ impl Runtime {
                     base: &self.base_spec,
                     rootfs: &rootfs,
                     cgroup_path: default_cgroup.clone(),
+                    netns: network.netns.clone(),
+                    network_files: network.files.clone(),
                 },
             )?,
         };
@@ -124,6 +128,7 @@ impl Runtime {
             .map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
         store::write_atomic(&dir.join(store::CONFIG_FILE), &spec_json)
             .context(|| format!("writing {}", dir.join(store::CONFIG_FILE).display()))?;
+        let network = self.set_up_network(&id, network).await?;
 
         let run = 1;
         let Created { pid, monitor } = self.spawn_monitor(&config, run).await?;
@@ -143,6 +148,7 @@ impl Runtime {
             exit_unknown: false,
             stopped_by_api: false,
             health: HealthState::default(),
+            network,
         };
         self.store.save_record(&record)?;
         let entry = Arc::new(Entry::new(record.clone()));
@@ -364,6 +370,13 @@ impl Runtime {
     /// killed first); a created one is killed without.
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let entry = self.entry(id)?;
+        let joiners = self.network_joiners(id);
+        if !joiners.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is used by container(s) {} running in its network namespace",
+                joiners.join(", ")
+            )));
+        }
         let (run, status) = {
             let record = entry.lock().await;
             if !force {
@@ -383,6 +396,9 @@ impl Runtime {
                 operation: Operation::Delete,
             });
         }
+        // The network first: when its teardown fails, the container stays
+        // and Delete can be tried again.
+        self.tear_down_network(id).await?;
         let cid = id.to_string();
         let deleted = self
             .call(format!("deleting container {id}"), move |b| {

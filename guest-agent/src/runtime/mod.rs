@@ -17,6 +17,7 @@ mod images;
 mod launch;
 mod lifecycle;
 mod mounts;
+pub mod network;
 mod observe;
 pub mod process;
 mod recovery;
@@ -34,6 +35,7 @@ use tracing::warn;
 
 pub use backend::Backend;
 pub use entry::{ContainerView, Entry, Inspection};
+pub use network::{NetworkInfo, NetworkOptions};
 pub use recovery::RecoverReport;
 
 use crate::error::{Error, IoContext, Result};
@@ -62,6 +64,8 @@ pub struct RuntimeOptions {
     pub journal: JournalLimits,
     /// The image store's options (it lives in `ROOT/images`).
     pub images: crun_shim_images::StoreOptions,
+    /// The networking's options.
+    pub network: NetworkOptions,
 }
 
 /// Which containers `list` returns.
@@ -89,6 +93,7 @@ pub struct Runtime {
     processes: std::sync::Mutex<BTreeMap<(String, String), Arc<process::ProcessEntry>>>,
     journal: Arc<Journal>,
     images: crun_shim_images::Store,
+    networking: Arc<crun_shim_network::Networking>,
     started_at: SystemTime,
 }
 
@@ -148,6 +153,12 @@ impl Runtime {
         })
         .await
         .map_err(|e| Error::Internal(format!("opening the image store: {e}")))??;
+        let networking = tokio::task::spawn_blocking({
+            let options = options.network.networking.clone();
+            move || crun_shim_network::Networking::open(options)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening the networking: {e}")))??;
         let runtime = Arc::new(Runtime {
             store,
             options: options.clone(),
@@ -159,6 +170,7 @@ impl Runtime {
             processes: std::sync::Mutex::new(BTreeMap::new()),
             journal,
             images,
+            networking: Arc::new(networking),
             started_at: SystemTime::now(),
         });
         let exec_dir = runtime.store.exec_dir();

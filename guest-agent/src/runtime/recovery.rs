@@ -59,13 +59,16 @@ impl Runtime {
     /// # Crash safety of Create
     ///
     /// A create makes, in this order: the container's directory (the
-    /// agent's), its `config.json`, a monitor (working in that directory),
+    /// agent's), its `config.json`, in bridge mode its network attachment
+    /// (recorded by the networking phase by phase, found by the container's
+    /// id), a monitor (working in that directory),
     /// which makes the libcrun state, the cgroups and the init process;
     /// then the agent writes `record.json`, atomically. The record is the
     /// commit point: a container directory without one is a create in
     /// flight, and everything such a create made is found from its id (the
-    /// directory, the monitor by its working directory, libcrun's state,
-    /// the cgroups under this root's cgroup parent). An agent SIGKILLed at
+    /// directory, the network attachment, the monitor by its working
+    /// directory, libcrun's state, the cgroups under this root's cgroup
+    /// parent). An agent SIGKILLed at
     /// any line of a create leaves a complete container (listed after a
     /// restart) or such leftovers, which this undoes: the client saw no
     /// success, so nothing it knows of is lost.
@@ -117,6 +120,9 @@ impl Runtime {
                 report.exited.push(id);
             }
         }
+        // Attachments first: what a crash left half-made is finished or
+        // undone, so that undoing a create below detaches a whole one.
+        self.recover_networks().await?;
         // What a create or delete killed half-way left outside a container
         // directory.
         let elsewhere = dir_names(&self.store.libcrun_root())?
@@ -224,6 +230,7 @@ impl Runtime {
                 ));
             }
         }
+        orphans.extend(self.network_orphans(&known));
         for (id, path) in self.mounts(None)? {
             if !known.contains(&id) {
                 orphans.push(orphan(
@@ -429,6 +436,14 @@ impl Runtime {
                 container_id: id.to_string(),
                 path: Some(point),
                 detail: "unmounted".into(),
+            });
+        }
+        if self.tear_down_network(id).await? {
+            removed.push(Orphan {
+                kind: OrphanKind::Network,
+                container_id: id.to_string(),
+                path: Some(self.networking().netns_dir().path(id)),
+                detail: "network attachment removed".into(),
             });
         }
         let dir = self.store.container_dir(id);

@@ -145,6 +145,7 @@ mod tests {
             exit_unknown: false,
             stopped_by_api: false,
             health: HealthState::default(),
+            network: Default::default(),
         }
     }
 

@@ -12,12 +12,12 @@ use futures::StreamExt;
 
 use super::backend::testing::{Call, ExecScript, TestBackend};
 use super::exec::ExecRequest;
-use super::{Backend, ListFilter, Runtime, RuntimeOptions};
+use super::{Backend, ListFilter, NetworkOptions, Runtime, RuntimeOptions};
 use crate::error::Error;
 use crate::events::JournalLimits;
 use crate::model::{
-    ContainerConfig, EventKind, HealthCheck, HealthState, HealthStatus, Operation, ProcessSpec,
-    Resources, RestartPolicy, RootSource, Status,
+    ContainerConfig, EventKind, HealthCheck, HealthState, HealthStatus, NetworkMode, Operation,
+    ProcessSpec, Resources, RestartPolicy, RootSource, Status,
 };
 use crate::store::{self, ExitRecord, Record, Store};
 
@@ -54,6 +54,14 @@ async fn open(dir: &std::path::Path, backend: Arc<TestBackend>) -> Arc<Runtime> 
         },
         journal: JournalLimits::default(),
         images: Default::default(),
+        network: NetworkOptions {
+            networking: crun_shim_network::NetworkingOptions::new(
+                dir.join("network"),
+                dir.join("netns"),
+                dir.join("net.d"),
+            ),
+            default_mode: NetworkMode::None,
+        },
     };
     let store = Store::open(&options.root, &options.serves).unwrap();
     Runtime::open_with(options, store, backend as Arc<dyn Backend>)
@@ -509,6 +517,7 @@ fn left_record(id: &str, rootfs: &std::path::Path, monitor: crate::process::Proc
         exit_unknown: false,
         stopped_by_api: false,
         health: HealthState::default(),
+        network: Default::default(),
     }
 }
 

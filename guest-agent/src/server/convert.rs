@@ -9,24 +9,29 @@
 //! same way). Durations the agent sends saturate at the wire's maximum,
 //! which no real duration reaches.
 //!
-//! The image store's types and the protocol's are both foreign to this
-//! crate, so their conversions (at the end) are functions.
+//! The image store's and the networking's types and the protocol's are
+//! all foreign to this crate, so their conversions (at the end) are
+//! functions.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use libcrun_shim_proto::v1 as pb;
 
+use crun_shim_network::dns::{DnsConfig, HostEntry};
+use crun_shim_network::{InterfaceInfo, PortMapping, Protocol};
+
 use crate::error::{Error, Result};
 use crate::logs::{LogEntry, LogQuery, Stream};
 use crate::model::{
-    CapabilityChanges, ContainerConfig, ContainerMetrics, Event, EventDetails, EventFilter,
-    EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount, NetworkMode,
-    Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource, RootfsMount,
-    Seccomp, Status,
+    CapabilityChanges, ContainerConfig, ContainerMetrics, ContainerNetwork, Event, EventDetails,
+    EventFilter, EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount,
+    NetworkMode, Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource,
+    RootfsMount, Seccomp, Status,
 };
-use crate::runtime::ContainerView;
 use crate::runtime::process::ProcessRecord;
+use crate::runtime::{ContainerView, Runtime};
 use crate::stdio::{OutputTarget, StdioConfig};
 
 /// A message that does not convert to the runtime's types.
@@ -58,6 +63,17 @@ pub enum ConversionError {
         field: &'static str,
         /// Its value.
         value: prost_types::Duration,
+    },
+    /// A value that does not parse as what its field holds (an address, a
+    /// port number), or that the rest of the message rules out.
+    #[error("{field} {value:?}: {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A value whose text form does not parse (a stdio path or URI).
     #[error("{0}")]
@@ -108,6 +124,29 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// An address from the wire.
+fn ip(s: String, field: &'static str) -> Converted<IpAddr> {
+    s.parse().map_err(|_| ConversionError::Invalid {
+        field,
+        value: s,
+        reason: "not an IP address",
+    })
+}
+
+/// An optional address from the wire (empty for none).
+fn optional_ip(s: String, field: &'static str) -> Converted<Option<IpAddr>> {
+    non_empty(s).map(|s| ip(s, field)).transpose()
+}
+
+/// A port number from the wire.
+fn port(p: u32, field: &'static str) -> Converted<u16> {
+    u16::try_from(p).map_err(|_| ConversionError::Invalid {
+        field,
+        value: p.to_string(),
+        reason: "not a port number (0-65535)",
+    })
+}
+
 impl TryFrom<pb::ContainerConfig> for ContainerConfig {
     type Error = ConversionError;
 
@@ -128,8 +167,23 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             }
         };
         let network = match known(c.network_mode, "network mode")? {
-            pb::NetworkMode::Unspecified | pb::NetworkMode::None => NetworkMode::None,
+            pb::NetworkMode::Container if c.network_container.is_empty() => {
+                return Err(ConversionError::Missing(
+                    "network_container, the container to join",
+                ));
+            }
+            pb::NetworkMode::Container => NetworkMode::Container(c.network_container),
+            _ if !c.network_container.is_empty() => {
+                return Err(ConversionError::Invalid {
+                    field: "network_container",
+                    value: c.network_container,
+                    reason: "only for network mode container",
+                });
+            }
+            pb::NetworkMode::Unspecified => NetworkMode::Default,
+            pb::NetworkMode::None => NetworkMode::None,
             pb::NetworkMode::Host => NetworkMode::Host,
+            pb::NetworkMode::Bridge => NetworkMode::Bridge,
         };
         let restart_policy = match c.restart_policy {
             None => RestartPolicy::No,
@@ -172,6 +226,22 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             hostname: non_empty(c.hostname),
             mounts: c.mounts.into_iter().map(Mount::from).collect(),
             network,
+            networks: c
+                .networks
+                .into_iter()
+                .map(ContainerNetwork::try_from)
+                .collect::<Converted<_>>()?,
+            ports: c
+                .ports
+                .into_iter()
+                .map(port_from_proto)
+                .collect::<Converted<_>>()?,
+            dns: c.dns.map(dns_from_proto).transpose()?.unwrap_or_default(),
+            extra_hosts: c
+                .extra_hosts
+                .into_iter()
+                .map(host_from_proto)
+                .collect::<Converted<_>>()?,
             resources: c.resources.map(Resources::from).unwrap_or_default(),
             labels: c.labels.into_iter().collect(),
             restart_policy,
@@ -337,10 +407,32 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             additional_gids: c.additional_gids.clone(),
             hostname: c.hostname.clone().unwrap_or_default(),
             mounts: c.mounts.iter().map(pb::Mount::from).collect(),
-            network_mode: match c.network {
+            network_mode: match &c.network {
+                NetworkMode::Default => pb::NetworkMode::Unspecified,
                 NetworkMode::None => pb::NetworkMode::None,
                 NetworkMode::Host => pb::NetworkMode::Host,
+                NetworkMode::Bridge => pb::NetworkMode::Bridge,
+                NetworkMode::Container(_) => pb::NetworkMode::Container,
             } as i32,
+            network_container: match &c.network {
+                NetworkMode::Container(id) => id.clone(),
+                _ => String::new(),
+            },
+            networks: c.networks.iter().map(pb::ContainerNetwork::from).collect(),
+            ports: c.ports.iter().map(port_to_proto).collect(),
+            dns: (!c.dns.is_empty()).then(|| pb::DnsConfig {
+                servers: c.dns.servers.iter().map(ToString::to_string).collect(),
+                searches: c.dns.search.clone(),
+                options: c.dns.options.clone(),
+            }),
+            extra_hosts: c
+                .extra_hosts
+                .iter()
+                .map(|h| pb::HostEntry {
+                    hostname: h.name.clone(),
+                    ip: h.ip.to_string(),
+                })
+                .collect(),
             resources: Some((&c.resources).into()),
             labels: c.labels.clone().into_iter().collect(),
             restart_policy: Some(match c.restart_policy {
@@ -443,6 +535,28 @@ impl From<&ProcessRecord> for pb::ProcessState {
     }
 }
 
+impl TryFrom<pb::ContainerNetwork> for ContainerNetwork {
+    type Error = ConversionError;
+
+    fn try_from(n: pb::ContainerNetwork) -> Converted<ContainerNetwork> {
+        Ok(ContainerNetwork {
+            ip: optional_ip(n.ip_address, "network address")?,
+            name: n.name,
+            aliases: n.aliases,
+        })
+    }
+}
+
+impl From<&ContainerNetwork> for pb::ContainerNetwork {
+    fn from(n: &ContainerNetwork) -> pb::ContainerNetwork {
+        pb::ContainerNetwork {
+            name: n.name.clone(),
+            ip_address: n.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            aliases: n.aliases.clone(),
+        }
+    }
+}
+
 impl From<Status> for pb::ContainerStatus {
     fn from(s: Status) -> pb::ContainerStatus {
         match s {
@@ -509,6 +623,16 @@ impl From<&ContainerView> for pb::Container {
             rootfs_path: r.rootfs_path.display().to_string(),
             image_digest: r.image_digest.clone().unwrap_or_default(),
             exec_ids: v.exec_ids.clone(),
+            networks: r
+                .network
+                .interfaces
+                .iter()
+                .map(interface_to_proto)
+                .collect(),
+            ports: r.network.ports.iter().map(port_to_proto).collect(),
+            netns_path: Runtime::netns_path(r)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -761,6 +885,7 @@ impl From<&Orphan> for pb::Orphan {
                 OrphanKind::Cgroup => pb::OrphanKind::Cgroup,
                 OrphanKind::Mount => pb::OrphanKind::Mount,
                 OrphanKind::StateDirectory => pb::OrphanKind::StateDirectory,
+                OrphanKind::Network => pb::OrphanKind::Network,
             } as i32,
             container_id: o.container_id.clone(),
             path: o
@@ -857,6 +982,64 @@ pub fn image_to_proto(i: &crun_shim_images::Image) -> pb::Image {
         layers: i.layers.iter().map(|l| l.digest.clone()).collect(),
         agent: String::new(),
         used_by: i.used_by.clone(),
+    }
+}
+
+/// A published port from the wire.
+pub fn port_from_proto(p: pb::PortMapping) -> Converted<PortMapping> {
+    Ok(PortMapping {
+        host_ip: optional_ip(p.host_ip, "host address")?,
+        host_port: port(p.host_port, "host port")?,
+        container_port: port(p.container_port, "container port")?,
+        protocol: match known(p.protocol, "port protocol")? {
+            pb::PortProtocol::Unspecified | pb::PortProtocol::Tcp => Protocol::Tcp,
+            pb::PortProtocol::Udp => Protocol::Udp,
+        },
+    })
+}
+
+/// A published port for the wire.
+pub fn port_to_proto(p: &PortMapping) -> pb::PortMapping {
+    pb::PortMapping {
+        host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        host_port: p.host_port.into(),
+        container_port: p.container_port.into(),
+        protocol: match p.protocol {
+            Protocol::Tcp => pb::PortProtocol::Tcp,
+            Protocol::Udp => pb::PortProtocol::Udp,
+        } as i32,
+    }
+}
+
+/// DNS settings from the wire.
+fn dns_from_proto(d: pb::DnsConfig) -> Converted<DnsConfig> {
+    Ok(DnsConfig {
+        servers: d
+            .servers
+            .into_iter()
+            .map(|s| ip(s, "DNS server"))
+            .collect::<Converted<_>>()?,
+        search: d.searches,
+        options: d.options,
+    })
+}
+
+/// A host entry from the wire.
+fn host_from_proto(h: pb::HostEntry) -> Converted<HostEntry> {
+    Ok(HostEntry {
+        ip: ip(h.ip, "host entry address")?,
+        name: h.hostname,
+    })
+}
+
+/// A container's interface for the wire.
+pub fn interface_to_proto(i: &InterfaceInfo) -> pb::NetworkInterface {
+    pb::NetworkInterface {
+        network: i.network.clone(),
+        interface: i.ifname.clone(),
+        mac_address: i.mac.clone(),
+        ip_addresses: i.addresses.iter().map(ToString::to_string).collect(),
+        gateway: i.gateway.map(|g| g.to_string()).unwrap_or_default(),
     }
 }
 

@@ -10,6 +10,7 @@ mod health;
 mod images;
 mod logs;
 mod metrics;
+mod network;
 mod system;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use libcrun_shim_proto::v1::health_check_service_server::HealthCheckServiceServe
 use libcrun_shim_proto::v1::image_service_server::ImageServiceServer;
 use libcrun_shim_proto::v1::log_service_server::LogServiceServer;
 use libcrun_shim_proto::v1::metrics_service_server::MetricsServiceServer;
+use libcrun_shim_proto::v1::network_service_server::NetworkServiceServer;
 use libcrun_shim_proto::v1::system_service_server::SystemServiceServer;
 use tonic::{Code, Status};
 
@@ -119,6 +121,18 @@ impl From<Error> for Status {
                     E::Io { .. } => Code::Internal,
                 }
             }
+            Error::Network(network) => {
+                use crun_shim_network::Error as E;
+                match network {
+                    E::InvalidArgument(_) => Code::InvalidArgument,
+                    E::NetworkNotFound(_) => Code::NotFound,
+                    E::NetworkExists(_) | E::PortInUse { .. } => Code::AlreadyExists,
+                    // A definition that does not parse, a plugin not
+                    // installed: the machine's state, not the request.
+                    E::NetworkInUse(_) | E::BadConfig(_) => Code::FailedPrecondition,
+                    E::Plugin { .. } | E::CorruptState(_) | E::Io { .. } => Code::Internal,
+                }
+            }
             Error::Internal(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
@@ -171,6 +185,11 @@ pub async fn serve(
     .add_service(limited!(
         ImageServiceServer,
         images::Images::new(runtime.clone()),
+        max
+    ))
+    .add_service(limited!(
+        NetworkServiceServer,
+        network::Networks::new(runtime.clone()),
         max
     ))
     .add_service(limited!(

@@ -23,7 +23,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::{Error, Result};
-use crate::model::{self, CapabilityChanges, ContainerConfig, NetworkMode};
+use crate::model::{self, CapabilityChanges, ContainerConfig};
 use user::ResolvedUser;
 
 /// PATH when neither the base spec nor the config sets one.
@@ -84,6 +84,18 @@ const ALL_CAPABILITIES: [Capability; 41] = [
     Capability::CheckpointRestore,
 ];
 
+/// The network namespace a container runs in, as the runtime decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Netns {
+    /// A new one, made by libcrun at each run: loopback only.
+    New,
+    /// The agent's own.
+    Host,
+    /// An existing one, by path (a bridge container's own, or the one it
+    /// joins).
+    Join(PathBuf),
+}
+
 /// Inputs the runtime supplies beyond the config.
 #[derive(Debug, Clone)]
 pub struct SpecContext<'a> {
@@ -93,6 +105,12 @@ pub struct SpecContext<'a> {
     pub rootfs: &'a Path,
     /// The `linux.cgroupsPath` to set, chosen by the runtime.
     pub cgroup_path: String,
+    /// The network namespace.
+    pub netns: Netns,
+    /// Files bind-mounted over the container's own: (destination, source)
+    /// such as the generated `/etc/hosts` and `/etc/resolv.conf`. A mount of
+    /// the config on the same destination wins.
+    pub network_files: Vec<(String, PathBuf)>,
 }
 
 /// Parses libcrun's default spec (`libcrun_sys::default_spec`).
@@ -136,7 +154,20 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
 
     spec.set_hostname(Some(hostname(config)?));
 
-    let mounts = merge_mounts(spec.mounts().as_deref().unwrap_or_default(), &config.mounts)?;
+    let mut mounts = merge_mounts(spec.mounts().as_deref().unwrap_or_default(), &config.mounts)?;
+    for (destination, source) in &ctx.network_files {
+        if !mounts
+            .iter()
+            .any(|m| m.destination() == Path::new(destination))
+        {
+            let mut mount = Mount::default();
+            mount.set_destination(PathBuf::from(destination));
+            mount.set_typ(Some("bind".into()));
+            mount.set_source(Some(source.clone()));
+            mount.set_options(Some(vec!["rbind".into(), "rprivate".into()]));
+            mounts.push(mount);
+        }
+    }
     spec.set_mounts(Some(mounts));
 
     // Filtered as the capabilities the container ends up with allow.
@@ -152,18 +183,28 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
     let linux = spec.linux_mut().get_or_insert_with(Linux::default);
     linux.set_seccomp(filter);
     let namespaces = linux.namespaces_mut().get_or_insert_with(Vec::new);
-    match config.network {
-        NetworkMode::None => {
-            if !namespaces
-                .iter()
-                .any(|ns| ns.typ() == LinuxNamespaceType::Network)
-            {
-                let mut network = LinuxNamespace::default();
-                network.set_typ(LinuxNamespaceType::Network);
-                namespaces.push(network);
-            }
+    // In place of the base's network namespace, if it has one.
+    let base_network = namespaces
+        .iter()
+        .position(|ns| ns.typ() == LinuxNamespaceType::Network);
+    let path = match &ctx.netns {
+        Netns::Join(path) => Some(path.clone()),
+        Netns::New | Netns::Host => None,
+    };
+    match (&ctx.netns, base_network) {
+        (Netns::Host, Some(i)) => {
+            namespaces.remove(i);
         }
-        NetworkMode::Host => namespaces.retain(|ns| ns.typ() != LinuxNamespaceType::Network),
+        (Netns::Host, None) => {}
+        (_, Some(i)) => {
+            namespaces[i].set_path(path);
+        }
+        (_, None) => {
+            let mut network = LinuxNamespace::default();
+            network.set_typ(LinuxNamespaceType::Network);
+            network.set_path(path);
+            namespaces.push(network);
+        }
     }
     // The base's other resources (its device rules) stay.
     let limits = resources(&config.resources);
@@ -348,7 +389,7 @@ fn environment(base: &[String], config: &ContainerConfig, home: &str) -> Result<
 }
 
 /// The container's hostname: the config's, or its id made into one.
-fn hostname(config: &ContainerConfig) -> Result<String> {
+pub fn hostname(config: &ContainerConfig) -> Result<String> {
     let name = match &config.hostname {
         Some(name) => name.clone(),
         None => config

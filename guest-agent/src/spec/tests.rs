@@ -4,7 +4,7 @@ use std::fs;
 use serde_json::json;
 
 use super::*;
-use crate::model::Rlimit;
+use crate::model::{NetworkMode, Rlimit};
 
 /// libcrun's own default spec, as the agent parses it.
 fn base() -> Spec {
@@ -44,6 +44,11 @@ fn build_with(base: &Spec, rootfs: &Path, config: &ContainerConfig) -> Result<Sp
             base,
             rootfs,
             cgroup_path: "/libcrun-shim/test/web".into(),
+            netns: match config.network {
+                NetworkMode::Host => Netns::Host,
+                _ => Netns::New,
+            },
+            network_files: Vec::new(),
         },
     )
 }
@@ -383,6 +388,70 @@ fn host_network_leaves_the_network_namespace() {
     let without = build_with(&host, root.path(), &config()).unwrap();
     assert!(has_network_namespace(&without));
     assert_eq!(others(&without), others(&base));
+}
+
+#[test]
+fn a_joined_namespace_and_network_files_are_in_the_spec() {
+    let base = base();
+    let root = rootfs();
+    let hosts = root.path().join("generated-hosts");
+    let user_resolv = model::Mount {
+        destination: "/etc/resolv.conf".into(),
+        source: root.path().join("etc/passwd").display().to_string(),
+        ..Default::default()
+    };
+    let spec = build(
+        &ContainerConfig {
+            mounts: vec![user_resolv],
+            ..config()
+        },
+        &SpecContext {
+            base: &base,
+            rootfs: root.path(),
+            cgroup_path: "/libcrun-shim/test/web".into(),
+            netns: Netns::Join("/run/test/netns/web".into()),
+            network_files: vec![
+                ("/etc/hosts".into(), hosts.clone()),
+                (
+                    "/etc/resolv.conf".into(),
+                    root.path().join("generated-resolv"),
+                ),
+            ],
+        },
+    )
+    .unwrap();
+    let network: Vec<_> = linux(&spec)
+        .namespaces()
+        .iter()
+        .flatten()
+        .filter(|ns| ns.typ() == LinuxNamespaceType::Network)
+        .collect();
+    assert_eq!(network.len(), 1);
+    assert_eq!(
+        network[0].path().as_deref(),
+        Some(Path::new("/run/test/netns/web"))
+    );
+    let mounts = spec.mounts().as_deref().unwrap();
+    let on = |dest: &str| -> Vec<&Mount> {
+        mounts
+            .iter()
+            .filter(|m| m.destination() == Path::new(dest))
+            .collect()
+    };
+    assert_eq!(on("/etc/hosts").len(), 1);
+    assert_eq!(
+        on("/etc/hosts")[0].source().as_deref(),
+        Some(hosts.as_path())
+    );
+    let resolv = on("/etc/resolv.conf");
+    assert_eq!(resolv.len(), 1, "the user's mount wins");
+    assert!(
+        resolv[0]
+            .source()
+            .as_deref()
+            .unwrap()
+            .ends_with("etc/passwd")
+    );
 }
 
 #[test]

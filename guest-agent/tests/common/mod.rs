@@ -258,6 +258,29 @@ impl Harness {
             .map(|r| r.into_inner().container.expect("container"))
     }
 
+    /// Sends every create at once, each from its own task (for a SIGKILL
+    /// to cut some half-way); the tasks give the answers.
+    pub fn create_concurrently(
+        &self,
+        configs: Vec<pb::ContainerConfig>,
+    ) -> Vec<tokio::task::JoinHandle<Result<(), tonic::Status>>> {
+        configs
+            .into_iter()
+            .map(|config| {
+                let mut client = self.containers.clone();
+                tokio::spawn(async move {
+                    client
+                        .create(pb::CreateContainerRequest {
+                            config: Some(config),
+                            agent: String::new(),
+                        })
+                        .await
+                        .map(drop)
+                })
+            })
+            .collect()
+    }
+
     pub async fn start_container(&mut self, id: &str) -> pb::Container {
         self.containers
             .start(pb::StartContainerRequest { id: id.into() })

@@ -5,6 +5,7 @@ use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerServ
 use tonic::{Request, Response, Status, Streaming};
 
 use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
+use libcrun_shim_proto::v1::network_service_client::NetworkServiceClient;
 
 use super::{RpcResult, Shared, answer, forward, forward_as};
 
@@ -257,32 +258,60 @@ impl Containers {
         Ok((containers, unreachable))
     }
 
-    /// The agent a Create goes to: the one named, else the least loaded;
-    /// for a container of an image, the least loaded of the agents that
-    /// hold the image (images are pulled to one agent).
+    /// The agent a Create goes to: the one named; for a container joining
+    /// another's network namespace, that container's agent; else the least
+    /// loaded of the agents that hold its image and its networks (images
+    /// are pulled to, and networks made on, one agent), or of all when
+    /// none does (its agent then says what is missing).
     async fn place(
         &self,
         request: &Request<pb::CreateContainerRequest>,
     ) -> Result<std::sync::Arc<crate::agents::Agent>, Status> {
         let r = request.get_ref();
-        let image = match r.config.as_ref().and_then(|c| c.root.as_ref()) {
-            Some(pb::container_config::Root::Image(image)) if r.agent.is_empty() => image.clone(),
-            _ => return self.0.pool.place(&r.agent),
+        let Some(config) = r.config.as_ref().filter(|_| r.agent.is_empty()) else {
+            return self.0.pool.place(&r.agent);
         };
+        if config.network_mode() == pb::NetworkMode::Container {
+            return self.0.pool.route(&config.network_container).await;
+        }
+        let image = match &config.root {
+            Some(pb::container_config::Root::Image(image)) => Some(image.clone()),
+            _ => None,
+        };
+        let networks: Vec<String> = config.networks.iter().map(|n| n.name.clone()).collect();
+        if image.is_none() && networks.is_empty() {
+            return self.0.pool.place("");
+        }
         let holders =
             futures::future::join_all(self.0.pool.all().iter().filter(|a| a.is_ready()).map(
                 |agent| {
-                    let inspect = pb::InspectImageRequest {
-                        reference: image.clone(),
-                        agent: String::new(),
-                    };
-                    let request = forward_as(request, inspect);
+                    let (image, networks) = (image.clone(), networks.clone());
                     async move {
-                        let found = ImageServiceClient::new(agent.channel())
-                            .inspect(request)
-                            .await
-                            .is_ok();
-                        found.then(|| agent.name.clone())
+                        if let Some(reference) = image {
+                            let inspect = pb::InspectImageRequest {
+                                reference,
+                                agent: String::new(),
+                            };
+                            let mut images = ImageServiceClient::new(agent.channel());
+                            if images.inspect(forward_as(request, inspect)).await.is_err() {
+                                return None;
+                            }
+                        }
+                        let mut client = NetworkServiceClient::new(agent.channel());
+                        for name in networks {
+                            let inspect = pb::InspectNetworkRequest {
+                                name,
+                                agent: String::new(),
+                            };
+                            if client
+                                .inspect_network(forward_as(request, inspect))
+                                .await
+                                .is_err()
+                            {
+                                return None;
+                            }
+                        }
+                        Some(agent.name.clone())
                     }
                 },
             ))

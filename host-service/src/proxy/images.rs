@@ -8,7 +8,7 @@ use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::{self as pb, image_service_server::ImageService};
 use tonic::{Code, Request, Response, Status};
 
-use super::{RpcResult, Shared, answer, forward, forward_as};
+use super::{RpcResult, Shared, answer, first_found, forward, forward_as};
 use crate::agents::Agent;
 
 /// Images, proxied.
@@ -17,6 +17,10 @@ pub struct Images(pub Shared);
 
 fn client(agent: &Agent) -> ImageServiceClient<tonic::transport::Channel> {
     ImageServiceClient::new(agent.channel()).max_decoding_message_size(agent.max_message_bytes())
+}
+
+fn not_found(reference: &str) -> Status {
+    Status::not_found(format!("image {reference} not found"))
 }
 
 fn stamp(image: &mut pb::Image, agent: &str) {
@@ -76,12 +80,11 @@ impl ImageService for Images {
         request: Request<pb::InspectImageRequest>,
     ) -> RpcResult<pb::InspectImageResponse> {
         let (reference, agent) = (&request.get_ref().reference, &request.get_ref().agent);
-        let (agent, mut found) = self
-            .first_holding(reference, agent, |agent| {
-                let r = forward_as(&request, request.get_ref().clone());
-                async move { client(&agent).inspect(r).await }
-            })
-            .await?;
+        let (agent, mut found) = first_found(&self.0.pool, agent, not_found(reference), |agent| {
+            let r = forward_as(&request, request.get_ref().clone());
+            async move { client(&agent).inspect(r).await }
+        })
+        .await?;
         if let Some(image) = found.image.as_mut() {
             stamp(image, &agent.name);
         }
@@ -93,12 +96,11 @@ impl ImageService for Images {
         request: Request<pb::GetRootfsRequest>,
     ) -> RpcResult<pb::GetRootfsResponse> {
         let (reference, agent) = (&request.get_ref().reference, &request.get_ref().agent);
-        let (agent, mut found) = self
-            .first_holding(reference, agent, |agent| {
-                let r = forward_as(&request, request.get_ref().clone());
-                async move { client(&agent).get_rootfs(r).await }
-            })
-            .await?;
+        let (agent, mut found) = first_found(&self.0.pool, agent, not_found(reference), |agent| {
+            let r = forward_as(&request, request.get_ref().clone());
+            async move { client(&agent).get_rootfs(r).await }
+        })
+        .await?;
         if let Some(image) = found.image.as_mut() {
             stamp(image, &agent.name);
         }
@@ -125,36 +127,8 @@ impl ImageService for Images {
             }
         }
         if !found {
-            return Err(Status::not_found(format!(
-                "image {} not found",
-                request.get_ref().reference
-            )));
+            return Err(not_found(&request.get_ref().reference));
         }
         Ok(Response::new(total))
-    }
-}
-
-impl Images {
-    /// Asks the agents named by `agent` (all when empty), in order, until
-    /// one holds `reference`; returns it and its answer. NOT_FOUND when none
-    /// does, else the last failure.
-    async fn first_holding<T, F>(
-        &self,
-        reference: &str,
-        agent: &str,
-        call: impl Fn(std::sync::Arc<Agent>) -> F,
-    ) -> Result<(std::sync::Arc<Agent>, T), Status>
-    where
-        F: std::future::Future<Output = Result<Response<T>, Status>>,
-    {
-        let mut last = Status::not_found(format!("image {reference} not found"));
-        for agent in self.0.pool.select(agent)? {
-            match answer(&agent, call(agent.clone()).await) {
-                Ok(found) => return Ok((agent, found)),
-                Err(s) if s.code() == Code::NotFound => {}
-                Err(s) => last = s,
-            }
-        }
-        Err(last)
     }
 }

@@ -6,6 +6,7 @@
 mod containers;
 mod exec;
 mod images;
+mod networks;
 mod observe;
 mod system;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 pub use containers::Containers;
 pub use exec::Exec;
 pub use images::Images;
+pub use networks::Networks;
 pub use observe::{Events, Health, Logs, Metrics};
 pub use system::System;
 
@@ -65,6 +67,29 @@ fn answer<T>(
     result
         .map(tonic::Response::into_inner)
         .map_err(|s| agent.record_failure(s))
+}
+
+/// Asks the agents named by `agent` (all when empty), in order, until one
+/// answers other than NOT_FOUND; returns it and its answer. `not_found`
+/// when every agent says NOT_FOUND, else the last failure.
+async fn first_found<T, F>(
+    pool: &AgentPool,
+    agent: &str,
+    not_found: tonic::Status,
+    call: impl Fn(Arc<Agent>) -> F,
+) -> Result<(Arc<Agent>, T), tonic::Status>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut last = not_found;
+    for agent in pool.select(agent)? {
+        match answer(&agent, call(agent.clone()).await) {
+            Ok(found) => return Ok((agent, found)),
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => last = s,
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]

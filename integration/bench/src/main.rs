@@ -8,9 +8,10 @@
 //!    all 100 in one call;
 //! 5. exit event latency;
 //! 6. image pull + unpack, and create-to-started of image containers;
-//! 7. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
+//! 7. the lifecycle of a bridged container with a published port;
+//! 8. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
 //!    beside the local one, and one call over hybrid vsock;
-//! 8. containerd through our shim vs its runc.v2 shim on crun: `ctr run
+//! 9. containerd through our shim vs its runc.v2 shim on crun: `ctr run
 //!    --rm` latency and memory per idle task.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
@@ -56,7 +57,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// shim, pull, vm).
+    /// shim, pull, vm, network).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -136,6 +137,9 @@ async fn run_all(
     }
     if wanted("events") {
         record("events", scenarios::events::measure(&setup, &ours).await);
+    }
+    if wanted("network") {
+        record("network", scenarios::network::measure(&setup, &ours).await);
     }
     if wanted("shim") {
         record("shim", scenarios::shim::latency(&setup));

@@ -2,11 +2,13 @@
 //! parsers of typed values, so that a bad value is a usage error before
 //! anything runs.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use libcrun_shim::{Mount, NetworkMode, RestartPolicy};
+use libcrun_shim::{HostEntry, Mount, PortMapping, RestartPolicy};
 
 /// crun-shim: run and manage OCI containers through crun-shimd.
 ///
@@ -81,6 +83,11 @@ pub enum Command {
     Images(ImagesArgs),
     /// Remove images.
     Rmi(RmiArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// A container's published ports: all, or where one container port is.
+    Port(PortArgs),
     /// Delete stopped containers; with --orphaned, list (and with --force remove) leftovers.
     Cleanup(CleanupArgs),
     /// Reconcile the runtime's records with what is running now.
@@ -125,24 +132,6 @@ pub struct FormatArg {
     pub format: Format,
 }
 
-/// `--network`: the network a container joins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Network {
-    /// Its own network namespace, loopback only.
-    None,
-    /// The host's network namespace.
-    Host,
-}
-
-impl From<Network> for NetworkMode {
-    fn from(network: Network) -> NetworkMode {
-        match network {
-            Network::None => NetworkMode::None,
-            Network::Host => NetworkMode::Host,
-        }
-    }
-}
-
 /// How a container is set up, for `create` and `run`.
 #[derive(Debug, Args)]
 pub struct ContainerArgs {
@@ -164,9 +153,33 @@ pub struct ContainerArgs {
     /// Bind mount SRC:DST[:ro].
     #[arg(short, long = "volume", value_name = "SRC:DST[:ro]", value_parser = parse_volume)]
     pub volumes: Vec<Mount>,
-    /// The network the container joins.
-    #[arg(long, value_enum, default_value_t = Network::None)]
-    pub network: Network,
+    /// Network: bridge (the default network), none (loopback only), host,
+    /// a network's name, or container:ID (another container's namespace)
+    /// [default: the daemon's, bridge].
+    #[arg(long, value_name = "MODE|NAME")]
+    pub network: Option<Network>,
+    /// Publish a container port: [HOSTIP:][HOSTPORT:]PORT[/tcp|udp]; without
+    /// HOSTPORT a free port is picked (`crun-shim port` shows it).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT")]
+    pub publish: Vec<PortMapping>,
+    /// A fixed address on the network named by --network.
+    #[arg(long)]
+    pub ip: Option<IpAddr>,
+    /// Another name the other containers of the --network know it by.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    pub network_aliases: Vec<String>,
+    /// A name server for /etc/resolv.conf (repeat for several).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<IpAddr>,
+    /// A DNS search domain ("." for none).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (ndots:2).
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_options: Vec<String>,
+    /// An /etc/hosts entry.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<HostEntry>,
     /// Memory limit (512m, 1g, 1048576).
     #[arg(short, long, value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -254,6 +267,39 @@ fn security_opt(text: &str) -> Result<SecurityOpt, String> {
             "expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges[=true|false]"
                 .to_string(),
         ),
+    }
+}
+
+/// `--network`: the network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// `bridge`: the default network.
+    Bridge,
+    /// `none`.
+    None,
+    /// `host`.
+    Host,
+    /// A network, by name.
+    Named(String),
+    /// `container:ID`.
+    Container(String),
+}
+
+impl FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Network, String> {
+        Ok(match s {
+            "" => return Err("expected bridge, none, host, a network or container:ID".into()),
+            "bridge" => Network::Bridge,
+            "none" => Network::None,
+            "host" => Network::Host,
+            _ => match s.strip_prefix("container:") {
+                Some("") => return Err("container: needs a container id".into()),
+                Some(id) => Network::Container(id.into()),
+                None => Network::Named(s.into()),
+            },
+        })
     }
 }
 
@@ -482,6 +528,71 @@ pub struct RmiArgs {
     pub references: Vec<String>,
 }
 
+/// `network`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(NetworkLsArgs),
+    /// Create a bridge network.
+    Create(NetworkCreateArgs),
+    /// Remove networks (none may be in use).
+    #[command(visible_alias = "remove")]
+    Rm(NetworkNames),
+    /// Everything about networks, their containers included, as JSON.
+    Inspect(NetworkNames),
+}
+
+/// `network ls`.
+#[derive(Debug, Args)]
+pub struct NetworkLsArgs {
+    /// Print names only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub format: FormatArg,
+}
+
+/// `network create`.
+#[derive(Debug, Args)]
+pub struct NetworkCreateArgs {
+    /// The network's name.
+    pub name: String,
+    /// Its IPv4 subnet [default: a free /24 of 10.78.0.0/16].
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Its gateway [default: the subnet's first address].
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<String>,
+    /// Its bridge interface [default: crun-shimN].
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// No route out and no masquerading.
+    #[arg(long)]
+    pub internal: bool,
+    /// A label (KEY=VALUE).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+}
+
+/// Network names.
+#[derive(Debug, Args)]
+pub struct NetworkNames {
+    /// Network names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container's id.
+    pub id: String,
+    /// Only where this container port is published: PORT[/tcp|udp].
+    pub port: Option<String>,
+}
+
 /// `cleanup`.
 #[derive(Debug, Args)]
 pub struct CleanupArgs {
@@ -625,7 +736,7 @@ mod tests {
         };
         for bad in [
             &["--memory", "lots", "true"][..],
-            &["--network", "bridge", "true"],
+            &["--network", "container:", "true"],
             &["--restart", "sometimes", "true"],
             &["--health-interval", "soon", "true"],
             &["-v", "/only-one", "true"],
@@ -654,7 +765,7 @@ mod tests {
             panic!("run");
         };
         assert_eq!(run.container.memory, Some(64 << 20));
-        assert_eq!(run.container.network, Network::Host);
+        assert_eq!(run.container.network, Some(Network::Host));
         assert_eq!(
             run.container.restart,
             RestartPolicy::OnFailure { max_retries: 2 }

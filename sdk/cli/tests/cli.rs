@@ -553,6 +553,131 @@ fn seccomp_by_default_unconfined_or_custom() {
 }
 
 #[test]
+fn networks_published_ports_and_names_from_the_command_line() {
+    use integration::net::{TestNetwork, http_get};
+    let e = env();
+    let net = TestNetwork::new(0);
+    assert_eq!(
+        e.ok(&[
+            "network",
+            "create",
+            &net.name,
+            "--subnet",
+            &net.subnet,
+            "--bridge",
+            &net.bridge
+        ]),
+        format!("{}\n", net.name)
+    );
+    let ls = e.ok(&["network", "ls"]);
+    assert!(ls.starts_with("NAME "), "{ls}");
+    assert!(ls.contains("crun-shim (default)"), "{ls}");
+    let mine = ls
+        .lines()
+        .find(|l| l.starts_with(&net.name))
+        .expect("listed");
+    assert!(
+        mine.contains(&net.subnet) && mine.contains(&net.bridge),
+        "{mine}"
+    );
+
+    let serve =
+        "mkdir -p /tmp/www && echo served > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www";
+    e.detached(
+        "web",
+        &[
+            "--network",
+            &net.name,
+            "--network-alias",
+            "www",
+            "-p",
+            "127.0.0.1::80",
+            "sh",
+            "-c",
+            serve,
+        ],
+    );
+    let port = e.ok(&["port", "web"]);
+    let host = port
+        .strip_prefix("80/tcp -> ")
+        .and_then(|p| p.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{port}"));
+    assert!(host.starts_with("127.0.0.1:"), "{host}");
+    assert_eq!(e.ok(&["port", "web", "80"]), format!("{host}\n"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        match http_get(host, "/") {
+            Ok(body) => break body,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(err) => panic!("{host}: {err}"),
+        }
+    };
+    assert_eq!(body, "served\n");
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains(&format!("{host}->80/tcp")), "{ps}");
+
+    // By name and alias from another container of the network, with the
+    // DNS settings and host entries asked for.
+    let rootfs = e.rootfs();
+    let output = e.run(&[
+        "run", "--rm", "--rootfs", &rootfs, "--network", &net.name,
+        "--dns", "192.0.2.53", "--dns-search", "example.test", "--add-host", "db:192.0.2.10",
+        "sh", "-c",
+        "wget -q -O- http://web/ && wget -q -O- http://www/ && grep -h -e nameserver -e search -e db /etc/resolv.conf /etc/hosts",
+    ]);
+    assert_eq!(
+        text(&output.stdout),
+        "served\nserved\nsearch example.test\nnameserver 192.0.2.53\n192.0.2.10\tdb\n",
+        "{}",
+        text(&output.stderr)
+    );
+    // The same port again is refused, naming it.
+    let port_number = host.rsplit(':').next().unwrap();
+    let taken = e.run(&[
+        "run",
+        "-d",
+        "--name",
+        "twice",
+        "--rootfs",
+        &rootfs,
+        "--network",
+        &net.name,
+        "-p",
+        &format!("127.0.0.1:{port_number}:80"),
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(taken.status.code(), Some(125));
+    assert!(
+        text(&taken.stderr).contains(&format!("127.0.0.1:{port_number}/tcp is already in use")),
+        "{}",
+        text(&taken.stderr)
+    );
+    // Bad values are usage errors (status 125) before anything is asked.
+    let bad = e.run(&["run", "--rootfs", &rootfs, "-p", "80:80:80:80", "true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("too many ':'"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let bad = e.run(&["run", "--rootfs", &rootfs, "--ip", "10.0.0.9", "true"]);
+    assert_eq!(bad.status.code(), Some(125), "{}", text(&bad.stderr));
+
+    let inspect: Value = serde_json::from_str(&e.ok(&["network", "inspect", &net.name])).unwrap();
+    assert_eq!(inspect[0]["members"][0]["container_id"], "web");
+    assert_eq!(inspect[0]["config_json"]["name"], net.name.as_str());
+    let in_use = e.run(&["network", "rm", &net.name]);
+    assert_eq!(in_use.status.code(), Some(125), "{}", text(&in_use.stderr));
+    e.ok(&["rm", "-f", "web"]);
+    assert_eq!(
+        e.ok(&["network", "rm", &net.name]),
+        format!("{}\n", net.name)
+    );
+    assert!(!e.ok(&["network", "ls", "-q"]).contains(&net.name));
+}
+
+#[test]
 fn run_interactive_and_attach_carry_stdin_and_output() {
     let e = env();
     let rootfs = e.rootfs();

@@ -44,8 +44,22 @@ impl Podman {
     /// rlimits this machine allows (podman's defaults exceed its hard
     /// limit on open files).
     fn run_args(&self, rootfs: &Path, id: &str, detach: bool, args: &[&str]) -> Command {
+        self.run_args_on(&["--network", "none"], rootfs, id, detach, args)
+    }
+
+    /// [`Podman::run_args`] with `network` options in place of
+    /// `--network none`.
+    fn run_args_on(
+        &self,
+        network: &[&str],
+        rootfs: &Path,
+        id: &str,
+        detach: bool,
+        args: &[&str],
+    ) -> Command {
         let mut command = self.command();
-        command.args(["run", "--network", "none", "--ulimit", "nofile=1024:1024"]);
+        command.arg("run").args(network);
+        command.args(["--ulimit", "nofile=1024:1024"]);
         command.args(["--ulimit", "nproc=1024:1024", "--name", id]);
         command.arg(if detach { "-d" } else { "--rm" });
         command.arg("--rootfs").arg(rootfs).args(args);
@@ -55,6 +69,18 @@ impl Podman {
     /// `podman run --rm` to the end.
     pub fn run_rm(&self, rootfs: &Path, id: &str, args: &[&str]) -> io::Result<()> {
         run(&mut self.run_args(rootfs, id, false, args)).map(drop)
+    }
+
+    /// `podman run --rm -p PUBLISH` on podman's default bridge network, to
+    /// the end.
+    pub fn run_rm_published(
+        &self,
+        publish: &str,
+        rootfs: &Path,
+        id: &str,
+        args: &[&str],
+    ) -> io::Result<()> {
+        run(&mut self.run_args_on(&["-p", publish], rootfs, id, false, args)).map(drop)
     }
 
     /// `podman run -d`.

@@ -116,6 +116,7 @@ pub async fn measure(
             .create(ContainerConfig {
                 id: id.clone(),
                 root: RootSource::Image(reference.clone()),
+                network: libcrun_shim::NetworkMode::None,
                 ..Default::default()
             })
             .await?;

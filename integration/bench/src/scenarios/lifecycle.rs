@@ -56,7 +56,7 @@ pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
             timed(|| {
                 run(ours
                     .cli()
-                    .args(["run", "--rm", "--rootfs"])
+                    .args(["run", "--rm", "--network", "none", "--rootfs"])
                     .arg(rootfs)
                     .arg("--")
                     .args(args))

@@ -6,6 +6,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod logs;
 pub mod memory;
+pub mod network;
 pub mod shim;
 pub mod throughput;
 pub mod vm;
@@ -13,7 +14,7 @@ pub mod vm;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use libcrun_shim::{ContainerConfig, ContainerRuntime, RootSource};
+use libcrun_shim::{ContainerConfig, ContainerRuntime, NetworkMode, RootSource};
 
 use crate::report::Scenario;
 
@@ -30,12 +31,15 @@ pub struct Setup<'a> {
 /// The result of a scenario: its figures, or why it could not run.
 pub type Outcome = Result<Scenario, Box<dyn std::error::Error>>;
 
-/// A container of the rootfs running `command`.
+/// A container of the rootfs running `command`, with no network (as
+/// every anchor runs: `--network none`; the network scenario measures
+/// bridges).
 pub fn config(rootfs: &Path, id: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {
         id: id.to_string(),
         root: RootSource::Rootfs(rootfs.to_path_buf()),
         command: command.iter().map(|s| s.to_string()).collect(),
+        network: NetworkMode::None,
         ..Default::default()
     }
 }

@@ -6,12 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use libcrun_shim::{
-    ContainerConfig, ContainerInfo, ContainerRuntime, ContainerStatus, HealthCheck, HealthStatus,
-    ListFilter, LogOptions, OutputStream, ResourceLimits, RootSource, SeccompProfile,
+    ContainerConfig, ContainerInfo, ContainerNetwork, ContainerRuntime, ContainerStatus, DnsConfig,
+    HealthCheck, HealthStatus, ListFilter, LogOptions, NetworkMode, OutputStream, ResourceLimits,
+    RootSource, SeccompProfile,
 };
 
 use super::{CliError, Result, key_value, key_values};
-use crate::args::{ContainerArgs, CreateArgs, Format, PsArgs, RunArgs, SecurityOpt, StopArgs};
+use crate::args::{
+    ContainerArgs, CreateArgs, Format, Network, PsArgs, RunArgs, SecurityOpt, StopArgs,
+};
 use crate::output::{Table, ago, duration, print_json, truncate};
 
 /// How many containers a command over several ids acts on at once.
@@ -79,6 +82,27 @@ fn config(
         retries: args.health_retries,
         start_period: args.health_start_period,
     });
+    let (network, networks) = match args.network {
+        None => (NetworkMode::Default, Vec::new()),
+        Some(Network::Bridge) => (NetworkMode::Bridge, Vec::new()),
+        Some(Network::None) => (NetworkMode::None, Vec::new()),
+        Some(Network::Host) => (NetworkMode::Host, Vec::new()),
+        Some(Network::Container(id)) => (NetworkMode::Container(id), Vec::new()),
+        Some(Network::Named(name)) => (
+            NetworkMode::Bridge,
+            vec![ContainerNetwork {
+                name,
+                ip: args.ip,
+                aliases: args.network_aliases.clone(),
+            }],
+        ),
+    };
+    if networks.is_empty() && (args.ip.is_some() || !args.network_aliases.is_empty()) {
+        return Err(CliError::Usage(
+            "--ip and --network-alias need --network NAME (a network made with `network create`)"
+                .into(),
+        ));
+    }
     // The daemon resolves no relative path: make it absolute here.
     let root = match root {
         RootSource::Rootfs(path) => RootSource::Rootfs(std::path::absolute(path)?),
@@ -101,7 +125,15 @@ fn config(
         user: args.user,
         hostname: args.hostname,
         mounts: args.volumes,
-        network: args.network.into(),
+        network,
+        networks,
+        ports: args.publish,
+        dns: DnsConfig {
+            servers: args.dns,
+            searches: args.dns_search,
+            options: args.dns_options,
+        },
+        extra_hosts: args.add_hosts,
         resources,
         labels: key_values(&args.labels),
         restart_policy: args.restart,
@@ -309,7 +341,14 @@ pub async fn ps(rt: &ContainerRuntime, a: PsArgs) -> Result {
         return Ok(0);
     }
     let with_agent = containers.iter().any(|c| !c.agent.is_empty());
-    let mut headers = vec!["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"];
+    let mut headers = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+    ];
     if with_agent {
         headers.push("AGENT");
     }
@@ -329,6 +368,11 @@ pub async fn ps(rt: &ContainerRuntime, a: PsArgs) -> Result {
             format!("\"{}\"", truncate(&command.join(" "), 30)),
             ago(c.created_at),
             status_text(c),
+            c.ports
+                .iter()
+                .map(super::network::published)
+                .collect::<Vec<_>>()
+                .join(", "),
         ];
         if with_agent {
             row.push(c.agent.clone());

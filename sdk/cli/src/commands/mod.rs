@@ -5,6 +5,7 @@ mod exec;
 mod images;
 mod logs;
 mod monitor;
+mod network;
 mod system;
 
 use std::collections::BTreeMap;
@@ -114,6 +115,8 @@ pub async fn run(cli: Cli) -> Result {
         Command::Pull(a) => images::pull(rt, a).await,
         Command::Images(a) => images::images(rt, a).await,
         Command::Rmi(a) => images::rmi(rt, a).await,
+        Command::Network(c) => network::network(rt, c).await,
+        Command::Port(a) => network::port(rt, a).await,
         Command::Cleanup(a) => system::cleanup(rt, a).await,
         Command::Recover => system::recover(rt).await,
         Command::Shutdown(a) => system::shutdown(rt, a).await,
