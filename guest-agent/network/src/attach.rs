@@ -587,7 +587,9 @@ impl Networking {
     pub fn detach(&self, id: &str) -> Result<bool> {
         let _busy = self.busy(id)?;
         let Some(attachment) = self.attachment(id) else {
-            return Ok(false);
+            // A crash between making the directory and recording the
+            // attachment in it leaves the directory and nothing else.
+            return self.remove_dir(id);
         };
         self.teardown(attachment)?;
         info!(container = %id, "detached");
@@ -625,15 +627,19 @@ impl Networking {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id);
-        let dir = self.dir(&id);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(format!("removing {}", dir.display()), e));
-            }
-            _ => {}
-        }
+        self.remove_dir(&id)?;
         self.lock_attachments().remove(&id);
         Ok(())
+    }
+
+    /// Removes container `id`'s attachment directory; whether there was one.
+    fn remove_dir(&self, id: &str) -> Result<bool> {
+        let dir = self.dir(id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+        }
     }
 
     /// Runs CHECK on each network of container `id`'s attachment.
