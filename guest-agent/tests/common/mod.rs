@@ -310,7 +310,9 @@ impl Harness {
 
     pub async fn wait(&mut self, id: &str) -> pb::ExitStatus {
         let mut request = tonic::Request::new(pb::WaitContainerRequest { id: id.into() });
-        request.set_timeout(Duration::from_secs(60));
+        // Generous: a VM agent under TCG on a loaded 2-core machine is
+        // tens of times slower (an OOM there took over a minute once).
+        request.set_timeout(Duration::from_secs(240));
         self.containers
             .wait(request)
             .await
