@@ -1,13 +1,12 @@
 //! ContainerService: routed by container id; Create places, List merges.
 
-use futures::StreamExt;
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
 use tonic::{Request, Response, Status, Streaming};
 
 use libcrun_shim_proto::v1::image_service_client::ImageServiceClient;
 use libcrun_shim_proto::v1::network_service_client::NetworkServiceClient;
 
-use super::{RpcResult, Shared, answer, forward, forward_as};
+use super::{Relayed, RpcResult, Shared, answer, forward, forward_as, open_relay, relayed};
 
 /// The container lifecycle, proxied.
 #[derive(Debug, Clone)]
@@ -160,34 +159,13 @@ impl ContainerService for Containers {
         &self,
         request: Request<Streaming<pb::AttachRequest>>,
     ) -> RpcResult<AttachStream> {
-        let (metadata, extensions, mut inbound) = request.into_parts();
-        let first = inbound
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("an attach stream must start with `start`"))?;
-        let container_id = match &first.request {
-            Some(pb::attach_request::Request::Start(start)) => start.container_id.clone(),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of an attach stream must be `start`",
-                ));
-            }
-        };
-        let agent = self.0.pool.route(&container_id).await?;
-        let outbound = futures::stream::once(async move { first }).chain(
-            inbound
-                .take_while(|m| std::future::ready(m.is_ok()))
-                .filter_map(|m| std::future::ready(m.ok())),
-        );
-        let parent = Request::from_parts(metadata, extensions, ());
-        let responses = agent
-            .containers()
-            .attach(forward_as(&parent, outbound))
-            .await
-            .map_err(|s| agent.record_failure(s))?
-            .into_inner();
-        let stream = responses.map(move |r| r.map_err(|s| agent.record_failure(s)));
-        Ok(Response::new(Box::pin(stream)))
+        let (agent, call) = open_relay(&self.0.pool, request, "attach", |m| match &m.request {
+            Some(pb::attach_request::Request::Start(start)) => Some(start.container_id.clone()),
+            _ => None,
+        })
+        .await?;
+        let result = agent.containers().attach(call).await;
+        relayed(agent, result)
     }
 
     async fn list_processes(
@@ -211,8 +189,7 @@ fn mark_unreachable<T>(response: &mut Response<T>, unreachable: &[String]) {
     }
 }
 
-type AttachStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AttachResponse, Status>> + Send>>;
+type AttachStream = Relayed<pb::AttachResponse>;
 
 impl Containers {
     /// The merged list of the agents a List request selects, oldest first,

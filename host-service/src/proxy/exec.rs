@@ -1,20 +1,17 @@
 //! ExecService: routed by the container of the first message; the stream
 //! is passed through both ways.
 
-use std::pin::Pin;
-
-use futures::{Stream, StreamExt};
 use libcrun_shim_proto::v1::exec_service_client::ExecServiceClient;
 use libcrun_shim_proto::v1::{self as pb, exec_service_server::ExecService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Streaming};
 
-use super::{RpcResult, Shared, answer, forward, forward_as};
+use super::{Relayed, RpcResult, Shared, answer, forward, open_relay, relayed};
 
 /// Exec, proxied.
 #[derive(Debug, Clone)]
 pub struct Exec(pub Shared);
 
-type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+type ExecStream = Relayed<pb::ExecResponse>;
 
 fn client(agent: &crate::agents::Agent) -> ExecServiceClient<tonic::transport::Channel> {
     ExecServiceClient::new(agent.channel())
@@ -38,36 +35,13 @@ impl ExecService for Exec {
     type ExecStream = ExecStream;
 
     async fn exec(&self, request: Request<Streaming<pb::ExecRequest>>) -> RpcResult<ExecStream> {
-        let (metadata, extensions, mut inbound) = request.into_parts();
-        let first = inbound
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("an exec stream must start with `start`"))?;
-        let container_id = match &first.request {
-            Some(pb::exec_request::Request::Start(start)) => start.container_id.clone(),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message of an exec stream must be `start`",
-                ));
-            }
-        };
-        let agent = self.0.pool.route(&container_id).await?;
-        // The client's messages in order; a client that goes away cancels
-        // the whole call, which the agent sees and acts on.
-        let outbound = futures::stream::once(async move { first }).chain(
-            inbound
-                .take_while(|m| std::future::ready(m.is_ok()))
-                .filter_map(|m| std::future::ready(m.ok())),
-        );
-        let parent = Request::from_parts(metadata, extensions, ());
-        let call = forward_as(&parent, outbound);
-        let responses = client(&agent)
-            .exec(call)
-            .await
-            .map_err(|s| agent.record_failure(s))?
-            .into_inner();
-        let stream = responses.map(move |r| r.map_err(|s| agent.record_failure(s)));
-        Ok(Response::new(Box::pin(stream)))
+        let (agent, call) = open_relay(&self.0.pool, request, "exec", |m| match &m.request {
+            Some(pb::exec_request::Request::Start(start)) => Some(start.container_id.clone()),
+            _ => None,
+        })
+        .await?;
+        let result = client(&agent).exec(call).await;
+        relayed(agent, result)
     }
 
     async fn exec_sync(

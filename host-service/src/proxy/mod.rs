@@ -69,6 +69,57 @@ fn answer<T>(
         .map_err(|s| agent.record_failure(s))
 }
 
+/// A stream of answers as the daemon gives it.
+type Relayed<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+/// Opens the relay of a bidirectional stream whose first message (`start`)
+/// names the container: the agent holding it, and the client's messages
+/// (the first one again in front) in a request carrying what the caller's
+/// carried. A client that goes away ends the stream, which cancels the
+/// agent's call, and the agent acts on that.
+async fn open_relay<M: Send + 'static>(
+    pool: &AgentPool,
+    request: tonic::Request<tonic::Streaming<M>>,
+    what: &str,
+    container_of: impl FnOnce(&M) -> Option<String>,
+) -> Result<
+    (
+        Arc<Agent>,
+        tonic::Request<impl futures::Stream<Item = M> + Send + 'static>,
+    ),
+    tonic::Status,
+> {
+    use futures::StreamExt;
+    let (metadata, extensions, mut inbound) = request.into_parts();
+    let first = inbound.message().await?.ok_or_else(|| {
+        tonic::Status::invalid_argument(format!("an {what} stream must start with `start`"))
+    })?;
+    let Some(container_id) = container_of(&first) else {
+        return Err(tonic::Status::invalid_argument(format!(
+            "the first message of an {what} stream must be `start`"
+        )));
+    };
+    let agent = pool.route(&container_id).await?;
+    let outbound = futures::stream::once(async move { first }).chain(
+        inbound
+            .take_while(|m| std::future::ready(m.is_ok()))
+            .filter_map(|m| std::future::ready(m.ok())),
+    );
+    let parent = tonic::Request::from_parts(metadata, extensions, ());
+    Ok((agent, forward_as(&parent, outbound)))
+}
+
+/// An agent's stream of answers as the daemon's: failures name the agent.
+fn relayed<T: Send + 'static>(
+    agent: Arc<Agent>,
+    result: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> RpcResult<Relayed<T>> {
+    use futures::StreamExt;
+    let responses = result.map_err(|s| agent.record_failure(s))?.into_inner();
+    let stream = responses.map(move |r| r.map_err(|s| agent.record_failure(s)));
+    Ok(tonic::Response::new(Box::pin(stream)))
+}
+
 /// Asks the agents named by `agent` (all when empty), in order, until one
 /// answers other than NOT_FOUND; returns it and its answer. `not_found`
 /// when every agent says NOT_FOUND, else the last failure.
