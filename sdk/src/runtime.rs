@@ -693,12 +693,13 @@ impl ContainerRuntime {
             stream
                 .map_err(Error::from)
                 .map_ok(|batch| {
-                    futures::stream::iter(
-                        batch
-                            .entries
-                            .into_iter()
-                            .map(|entry| Ok(LogChunk::try_from(entry)?)),
-                    )
+                    futures::stream::iter(batch.entries.into_iter().flat_map(|entry| {
+                        let (lines, error) = match LogChunk::try_from(entry) {
+                            Ok(chunk) => (Some(chunk.lines()), None),
+                            Err(e) => (None, Some(Err(e.into()))),
+                        };
+                        lines.into_iter().flatten().map(Ok).chain(error)
+                    }))
                 })
                 .try_flatten(),
         ))

@@ -75,6 +75,7 @@ impl Runtime {
                     until: None,
                     stdout: true,
                     stderr: true,
+                    merge_lines: false,
                 };
                 let mut batches = logs::read(runtime.store.logs_dir(&id), query, finished);
                 while let Some(batch) = batches.recv().await {
