@@ -10,8 +10,8 @@ use super::backend::Created;
 use super::{ContainerView, Entry, KILL_TIMEOUT, Runtime, check_host_resources, check_rootfs};
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
-    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus, Operation,
-    Resources, RootSource, Status,
+    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus,
+    NamespaceSource, Operation, Resources, RootSource, Status,
 };
 use crate::monitor::MonitorArgs;
 use crate::process::ProcessRef;
@@ -74,6 +74,11 @@ impl Runtime {
         check_host_resources(&config.resources)?;
         config.stdio.check_exists()?;
         let default_cgroup = format!("{}/{id}", self.cgroup_parent);
+        let shared = spec::SharedNamespaces {
+            ipc: self.shared_namespace(&config.ipc, "ipc")?,
+            uts: self.shared_namespace(&config.uts, "uts")?,
+            pid: self.shared_namespace(&config.pid, "pid")?,
+        };
         let oci = match &config.oci_spec {
             Some(json) => {
                 let oci = spec::given::container(
@@ -98,6 +103,7 @@ impl Runtime {
                     cgroup_path: default_cgroup.clone(),
                     netns: network.netns.clone(),
                     network_files: network.files.clone(),
+                    shared,
                 },
             )?,
         };
@@ -160,6 +166,25 @@ impl Runtime {
         self.emit(EventKind::Create, &record, None, None);
         info!(container = %id, pid, "container created");
         Ok(entry.view_of(record))
+    }
+
+    /// The namespace `source` names: another container's is that of its
+    /// running process (`/proc/PID/ns/KIND`), so it must run.
+    fn shared_namespace(&self, source: &NamespaceSource, kind: &str) -> Result<spec::Shared> {
+        let other = match source {
+            NamespaceSource::Private => return Ok(spec::Shared::Own),
+            NamespaceSource::Host => return Ok(spec::Shared::Host),
+            NamespaceSource::Container(other) => other,
+        };
+        let record = self.entry(other)?.snapshot();
+        if !matches!(record.status, Status::Running | Status::Paused) || record.pid == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "container {other}, whose {kind} namespace is to be joined, is not running"
+            )));
+        }
+        Ok(spec::Shared::Join(
+            format!("/proc/{}/ns/{kind}", record.pid).into(),
+        ))
     }
 
     /// Starts a monitor for run `run` and waits for its report.

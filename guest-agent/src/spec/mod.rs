@@ -111,6 +111,32 @@ pub struct SpecContext<'a> {
     /// such as the generated `/etc/hosts` and `/etc/resolv.conf`. A mount of
     /// the config on the same destination wins.
     pub network_files: Vec<(String, PathBuf)>,
+    /// The IPC, UTS and PID namespaces, as the runtime resolved the
+    /// config's sources.
+    pub shared: SharedNamespaces,
+}
+
+/// Where a container's IPC, UTS and PID namespaces come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedNamespaces {
+    /// The IPC namespace.
+    pub ipc: Shared,
+    /// The UTS namespace.
+    pub uts: Shared,
+    /// The PID namespace.
+    pub pid: Shared,
+}
+
+/// One namespace, as the runtime resolved it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Shared {
+    /// A new one (libcrun's default spec has one of each).
+    #[default]
+    Own,
+    /// The agent's.
+    Host,
+    /// An existing one, by path (`/proc/PID/ns/ipc` of another container).
+    Join(PathBuf),
 }
 
 /// Parses libcrun's default spec (`libcrun_sys::default_spec`).
@@ -152,7 +178,11 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
     root.set_readonly(Some(config.read_only_rootfs));
     spec.set_root(Some(root));
 
-    spec.set_hostname(Some(hostname(config)?));
+    // A joined or the host's UTS namespace keeps its hostname.
+    spec.set_hostname(match ctx.shared.uts {
+        Shared::Own => Some(hostname(config)?),
+        Shared::Host | Shared::Join(_) => None,
+    });
 
     let mut mounts = merge_mounts(spec.mounts().as_deref().unwrap_or_default(), &config.mounts)?;
     for (destination, source) in &ctx.network_files {
@@ -205,6 +235,41 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
             network.set_path(path);
             namespaces.push(network);
         }
+    }
+    for (typ, shared) in [
+        (LinuxNamespaceType::Ipc, &ctx.shared.ipc),
+        (LinuxNamespaceType::Uts, &ctx.shared.uts),
+        (LinuxNamespaceType::Pid, &ctx.shared.pid),
+    ] {
+        // In place of the base's namespace of the kind, if it has one.
+        let path = match shared {
+            Shared::Join(path) => Some(path.clone()),
+            Shared::Own | Shared::Host => None,
+        };
+        match namespaces.iter().position(|ns| ns.typ() == typ) {
+            Some(i) if *shared == Shared::Host => {
+                namespaces.remove(i);
+            }
+            Some(i) => {
+                namespaces[i].set_path(path);
+            }
+            None if *shared == Shared::Host => {}
+            None => {
+                let mut namespace = LinuxNamespace::default();
+                namespace.set_typ(typ);
+                namespace.set_path(path);
+                namespaces.push(namespace);
+            }
+        }
+    }
+    if !config.sysctls.is_empty() {
+        linux.set_sysctl(Some(config.sysctls.clone().into_iter().collect()));
+    }
+    if let Some(paths) = &config.masked_paths {
+        linux.set_masked_paths(Some(paths.clone()));
+    }
+    if let Some(paths) = &config.readonly_paths {
+        linux.set_readonly_paths(Some(paths.clone()));
     }
     // The base's other resources (its device rules) stay.
     let limits = resources(&config.resources);

@@ -1,0 +1,137 @@
+//! critest-run: the Kubernetes CRI conformance suite (critest, from
+//! cri-tools) against `crun-shim-cri` over `crun-shimd`, with critest's
+//! images from a local registry reached through the CRI's mirrors.
+//!
+//! `critest-run [CRITEST ARGS...]` runs `$CRITEST` with the skip list of
+//! what cannot apply here, prints the passed/failed/skipped counts and
+//! exits non-zero when a spec failed (or the run did not finish). Extra
+//! arguments go to critest (`--ginkgo.focus=...`).
+
+use std::process::{Command, ExitCode, Stdio};
+
+use integration::cri::CriStack;
+
+/// What cannot apply on this machine: the digest-pinned image on a public
+/// registry, AppArmor and SELinux (not enabled), NRI (no NRI socket).
+const SKIP: &str = "public image with digest|AppArmor|NRI|SELinux";
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let Some(critest) = std::env::var_os("CRITEST") else {
+        eprintln!("critest-run: CRITEST is not set: eval \"$(integration/setup.sh)\" first");
+        return ExitCode::from(2);
+    };
+    let stack = match CriStack::start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("critest-run: starting the CRI: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = stack.dir().join("report");
+    let output = Command::new(&critest)
+        .arg(format!("--runtime-endpoint={}", stack.endpoint()))
+        .arg(format!("--image-endpoint={}", stack.endpoint()))
+        .arg(format!("--ginkgo.skip={SKIP}"))
+        .arg(format!("--report-dir={}", report.display()))
+        .arg("--ginkgo.no-color")
+        .args(std::env::args().skip(1))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("critest-run: running {}: {e}", critest.to_string_lossy());
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    print!("{text}");
+    match summary(&text) {
+        Some(s) => {
+            println!(
+                "critest: {} passed, {} failed, {} skipped (of {} specs)",
+                s.passed, s.failed, s.skipped, s.total
+            );
+            if s.failed > 0 || !output.status.success() {
+                eprintln!("--- crun-shim-cri log (tail) ---");
+                let log = stack.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "critest-run: critest ended ({}) without a summary",
+                output.status
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The counts of a ginkgo run.
+#[derive(Debug, PartialEq, Eq)]
+struct Summary {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    total: u32,
+}
+
+/// Reads ginkgo's `N Passed | N Failed | N Pending | N Skipped` line and
+/// `Ran N of M Specs`.
+fn summary(text: &str) -> Option<Summary> {
+    let counts = text.lines().rev().find(|l| l.contains(" Passed | "))?;
+    let count = |name: &str| -> Option<u32> {
+        counts
+            .split('|')
+            .find(|part| part.trim_end().ends_with(name))?
+            .split_whitespace()
+            .rev()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let total = text.lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("Ran ")?
+            .split(" of ")
+            .nth(1)?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })?;
+    Some(Summary {
+        passed: count("Passed")?,
+        failed: count("Failed")?,
+        skipped: count("Skipped")?,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ginkgo_summaries_are_read() {
+        let text = "...\nRan 80 of 137 Specs in 201.3 seconds\nFAIL! -- 75 Passed | 5 Failed | 0 Pending | 57 Skipped\n";
+        assert_eq!(
+            summary(text),
+            Some(Summary {
+                passed: 75,
+                failed: 5,
+                skipped: 57,
+                total: 137
+            })
+        );
+        assert_eq!(summary("no summary"), None);
+    }
+}
