@@ -21,6 +21,8 @@ pub const SANDBOX_IMAGE: &str = "registry.k8s.io/pause:3.9";
 #[derive(Debug)]
 pub struct CriStack {
     cri: Served,
+    /// Its arguments, for [`CriStack::restart_cri`].
+    args: Vec<String>,
     /// The daemon and its local agent.
     pub host: HostProcess,
     /// The registry serving critest's images.
@@ -38,31 +40,37 @@ impl CriStack {
         push_all(&registry, &images).await?;
         let host = HostProcess::start_local()?;
         let dir = tempfile::Builder::new().prefix("cri-test").tempdir()?;
-        let socket = dir.path().join("cri.sock");
-        let mut command = Command::new(crate::binary("crun-shim-cri"));
-        command
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--daemon")
-            .arg(host.socket())
-            .args(["--sandbox-image", SANDBOX_IMAGE]);
+        let mut args = vec![
+            "--socket".to_string(),
+            dir.path().join("cri.sock").display().to_string(),
+            "--daemon".into(),
+            host.socket().display().to_string(),
+            "--sandbox-image".into(),
+            SANDBOX_IMAGE.into(),
+        ];
         for registry_name in MIRRORED {
-            command
-                .arg("--registry-mirror")
-                .arg(format!("{registry_name}={}", registry.host()));
+            args.push("--registry-mirror".into());
+            args.push(format!("{registry_name}={}", registry.host()));
         }
-        let cri = Served::start(
-            command,
-            &socket,
-            &dir.path().join("cri.log"),
-            "crun-shim-cri",
-        )?;
+        let cri = Self::spawn(&args, dir.path())?;
         Ok(CriStack {
             cri,
+            args,
             host,
             registry,
             dir,
         })
+    }
+
+    fn spawn(args: &[String], dir: &std::path::Path) -> io::Result<Served> {
+        let mut command = Command::new(crate::binary("crun-shim-cri"));
+        command.args(args);
+        Served::start(
+            command,
+            &dir.join("cri.sock"),
+            &dir.join("cri.log"),
+            "crun-shim-cri",
+        )
     }
 
     /// The CRI socket.
@@ -85,8 +93,11 @@ impl CriStack {
         self.dir.path()
     }
 
-    /// Kills the CRI server, as a crash would.
-    pub fn kill_cri(&mut self) {
+    /// Kills the CRI server with SIGKILL, as a crash would, and starts it
+    /// again.
+    pub fn restart_cri(&mut self) -> io::Result<()> {
         self.cri.kill();
+        self.cri = Self::spawn(&self.args, self.dir.path())?;
+        Ok(())
     }
 }

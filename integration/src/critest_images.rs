@@ -29,7 +29,7 @@ use std::process::Command;
 use crate::registry::{Compression, Registry, TestImage};
 
 /// Bump when a recipe changes: the cache is keyed by it.
-const RECIPE_VERSION: u32 = 2;
+const RECIPE_VERSION: u32 = 3;
 /// A fixed timestamp for every file, so builds are reproducible.
 const MTIME: u64 = 1_700_000_000;
 /// The registry path prefix critest uses for its own test images.
@@ -377,14 +377,29 @@ fn busybox_layer() -> io::Result<Vec<u8>> {
         .filter(|a| !a.is_empty() && *a != "busybox")
         .collect();
     applets.sort_unstable();
+    // Hard links, as in the busybox image: masking one applet (critest
+    // masks /bin/ls) must not mask busybox itself through a symlink.
     for applet in applets {
-        layer.symlink(&format!("bin/{applet}"), "busybox")?;
+        layer.hard_link(&format!("bin/{applet}"), "bin/busybox")?;
     }
     layer.file("bin/pgrep", 0o755, PGREP.as_bytes())?;
+    layer.file("bin/ipcs", 0o755, IPCS.as_bytes())?;
     layer.file("etc/passwd", 0o644, PASSWD.as_bytes())?;
     layer.file("etc/group", 0o644, GROUP.as_bytes())?;
     layer.finish()
 }
+
+/// Debian's busybox-static has no ipcs, which critest runs (`ipcs -m`, for
+/// the segments of the container's IPC namespace): util-linux's output,
+/// from /proc/sysvipc/shm (which shows the reader's IPC namespace).
+const IPCS: &str = r#"#!/bin/sh
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch     status"
+[ -r /proc/sysvipc/shm ] || exit 0
+tail -n +2 /proc/sysvipc/shm | while read -r key shmid perms size cpid lpid nattch uid rest; do
+    printf '0x%08x %-10s %-10s %-10s %-10s %-10s\n' "$key" "$shmid" "$uid" "$perms" "$size" "$nattch"
+done
+"#;
 
 /// Debian's busybox-static has no pgrep, which critest runs (`pgrep sleep
 /// || true`, expecting nothing on stderr): the pids of the processes whose
@@ -632,10 +647,10 @@ impl Layer {
         self.tar.append_data(&mut header, path, content)
     }
 
-    fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+    fn hard_link(&mut self, path: &str, target: &str) -> io::Result<()> {
         self.parents(path)?;
         self.paths.insert(path.to_string());
-        let mut header = Layer::header(tar::EntryType::Symlink, 0o777, 0);
+        let mut header = Layer::header(tar::EntryType::Link, 0o755, 0);
         self.tar.append_link(&mut header, path, target)
     }
 

@@ -1044,6 +1044,62 @@ mod tests {
     }
 
     #[test]
+    fn shared_namespaces_sysctls_and_paths_follow_the_rules() {
+        let mut pod = ContainerConfig {
+            ipc: NamespaceSource::Container("sandbox".into()),
+            uts: NamespaceSource::Container("sandbox".into()),
+            pid: NamespaceSource::Host,
+            sysctls: [(
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            masked_paths: Some(vec!["/proc/kcore".into()]),
+            ..config()
+        };
+        pod.validate().unwrap();
+        invalid(
+            ContainerConfig {
+                ipc: NamespaceSource::Container("web".into()),
+                ..config()
+            },
+            "its own namespace",
+        );
+        invalid(
+            ContainerConfig {
+                pid: NamespaceSource::Container("a/b".into()),
+                ..config()
+            },
+            "a/b",
+        );
+        invalid(
+            ContainerConfig {
+                uts: NamespaceSource::Host,
+                hostname: Some("web".into()),
+                ..config()
+            },
+            "own UTS namespace",
+        );
+        for name in ["kernel", "net..x", "net.ipv4 x", ""] {
+            invalid(
+                ContainerConfig {
+                    sysctls: [(name.to_string(), "1".to_string())].into_iter().collect(),
+                    ..config()
+                },
+                "sysctl name",
+            );
+        }
+        invalid(
+            ContainerConfig {
+                readonly_paths: Some(vec!["proc/sys".into()]),
+                ..config()
+            },
+            "not absolute",
+        );
+    }
+
+    #[test]
     fn stop_settings_fall_back_to_the_defaults() {
         let mut c = config();
         assert_eq!(c.stop_signal().unwrap(), libc::SIGTERM);

@@ -96,6 +96,25 @@ pub enum Netns {
     Join(PathBuf),
 }
 
+/// What "ALL" adds: every capability the agent itself holds in its bounding
+/// set (as Docker and containerd do), since a container cannot be given
+/// one the runtime lacks (`capset` fails). Every one oci-spec knows when
+/// the set cannot be read.
+fn held_capabilities() -> Vec<Capability> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        });
+    ALL_CAPABILITIES
+        .into_iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|set| set & (1 << bit) != 0))
+        .map(|(_, cap)| cap)
+        .collect()
+}
+
 /// Inputs the runtime supplies beyond the config.
 #[derive(Debug, Clone)]
 pub struct SpecContext<'a> {
@@ -695,7 +714,7 @@ fn change_capabilities(
     let (drop_all, drop) = parse(&changes.drop)?;
     let change = |set: &Option<Capabilities>| -> Capabilities {
         if add_all {
-            ALL_CAPABILITIES
+            held_capabilities()
                 .into_iter()
                 .filter(|c| !drop.contains(c))
                 .collect()

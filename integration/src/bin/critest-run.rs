@@ -7,6 +7,7 @@
 //! exits non-zero when a spec failed (or the run did not finish). Extra
 //! arguments go to critest (`--ginkgo.focus=...`).
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
 
 use integration::cri::CriStack;
@@ -29,7 +30,7 @@ async fn main() -> ExitCode {
         }
     };
     let report = stack.dir().join("report");
-    let output = Command::new(&critest)
+    let child = Command::new(&critest)
         .arg(format!("--runtime-endpoint={}", stack.endpoint()))
         .arg(format!("--image-endpoint={}", stack.endpoint()))
         .arg(format!("--ginkgo.skip={SKIP}"))
@@ -37,24 +38,39 @@ async fn main() -> ExitCode {
         .arg("--ginkgo.no-color")
         .args(std::env::args().skip(1))
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output();
-    let output = match output {
-        Ok(o) => o,
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("critest-run: running {}: {e}", critest.to_string_lossy());
             return ExitCode::FAILURE;
         }
     };
-    let text = String::from_utf8_lossy(&output.stdout);
-    print!("{text}");
+    // Shown as it comes (a run takes minutes), and kept for the summary.
+    let mut text = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("critest-run: waiting for critest: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match summary(&text) {
         Some(s) => {
             println!(
                 "critest: {} passed, {} failed, {} skipped (of {} specs)",
                 s.passed, s.failed, s.skipped, s.total
             );
-            if s.failed > 0 || !output.status.success() {
+            if s.failed > 0 || !status.success() {
                 eprintln!("--- crun-shim-cri log (tail) ---");
                 let log = stack.log();
                 let tail: Vec<&str> = log.lines().rev().take(60).collect();
@@ -66,10 +82,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!(
-                "critest-run: critest ended ({}) without a summary",
-                output.status
-            );
+            eprintln!("critest-run: critest ended ({status}) without a summary");
             ExitCode::FAILURE
         }
     }

@@ -191,7 +191,8 @@ impl Cri {
         self.runtime.start(&container.info.id).await?;
         if let Some(path) = container.log_path() {
             self.logs
-                .start(self.runtime.clone(), &container.info.id, path, None);
+                .start(self.runtime.clone(), &container.info.id, path, None)
+                .await?;
         }
         Ok(())
     }
@@ -351,8 +352,13 @@ impl Cri {
                 continue;
             }
             if let Some(path) = container.log_path() {
-                self.logs
-                    .resume(self.runtime.clone(), &container.info.id, path);
+                if let Err(e) = self
+                    .logs
+                    .resume(self.runtime.clone(), &container.info.id, path.clone())
+                    .await
+                {
+                    tracing::warn!(container = %container.info.id, path = %path.display(), "resuming its log: {e}");
+                }
             }
         }
         Ok(())
@@ -377,17 +383,20 @@ fn build(
     let namespaces = security.namespace_options.clone().unwrap_or_default();
     let sandbox_id = sandbox.id().to_string();
 
+    if security.run_as_group.is_some()
+        && security.run_as_user.is_none()
+        && security.run_as_username.is_empty()
+    {
+        return Err(CriError::InvalidArgument(
+            "run_as_group needs run_as_user or run_as_username".into(),
+        ));
+    }
     let user = match (&security.run_as_user, security.run_as_username.as_str()) {
         (Some(uid), _) => Some(match &security.run_as_group {
             Some(gid) => format!("{}:{}", uid.value, gid.value),
             None => uid.value.to_string(),
         }),
-        (None, "") => security.run_as_group.as_ref().map(|gid| {
-            // The image's user with another group.
-            let user = image.config.user.split(':').next().unwrap_or_default();
-            let user = if user.is_empty() { "0" } else { user };
-            format!("{user}:{}", gid.value)
-        }),
+        (None, "") => None,
         (None, name) => Some(match &security.run_as_group {
             Some(gid) => format!("{name}:{}", gid.value),
             None => name.to_string(),
@@ -422,19 +431,7 @@ fn build(
         NamespaceSource::Container(sandbox_id.clone())
     };
 
-    let mut cap_add: Vec<String> = security
-        .capabilities
-        .as_ref()
-        .map(|c| c.add_capabilities.clone())
-        .unwrap_or_default();
-    let cap_drop = security
-        .capabilities
-        .as_ref()
-        .map(|c| c.drop_capabilities.clone())
-        .unwrap_or_default();
-    if security.privileged {
-        cap_add = vec!["ALL".into()];
-    }
+    let (cap_add, cap_drop) = capabilities(&security);
     let seccomp = if security.privileged {
         SeccompProfile::Unconfined
     } else {
@@ -503,6 +500,56 @@ fn build(
     })
 }
 
+/// The capabilities CRI containers get unless they say otherwise:
+/// containerd's and CRI-O's default set (Docker's), which images such as
+/// nginx rely on (chown, setuid and setgid to drop to their user).
+const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// The capabilities to add to and drop from the runtime's base set: the
+/// CRI defaults less those dropped, plus those added; everything the
+/// runtime holds when privileged.
+fn capabilities(security: &proto::LinuxContainerSecurityContext) -> (Vec<String>, Vec<String>) {
+    if security.privileged {
+        return (vec!["ALL".into()], Vec::new());
+    }
+    let asked = security.capabilities.clone().unwrap_or_default();
+    let normal = |c: &String| {
+        let upper = c.to_ascii_uppercase();
+        if upper == "ALL" || upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        }
+    };
+    let drop: Vec<String> = asked.drop_capabilities.iter().map(normal).collect();
+    let add: Vec<String> = asked.add_capabilities.iter().map(normal).collect();
+    if drop.iter().any(|c| c == "ALL") {
+        return (add, vec!["ALL".into()]);
+    }
+    let mut cap_add: Vec<String> = DEFAULT_CAPABILITIES
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !drop.contains(c))
+        .collect();
+    cap_add.extend(add);
+    (cap_add, drop)
+}
+
 /// Masked or read-only paths: none when privileged, the runtime's defaults
 /// when the CRI gives none, else those given.
 fn paths(privileged: bool, given: &[String]) -> Option<Vec<String>> {
@@ -517,6 +564,11 @@ fn paths(privileged: bool, given: &[String]) -> Option<Vec<String>> {
 
 /// A CRI mount as ours: a bind mount with its propagation.
 fn mount(m: &proto::Mount) -> CriResult<Mount> {
+    if m.image.as_ref().is_some_and(|i| !i.image.is_empty()) {
+        return Err(CriError::Unimplemented(
+            "image volumes are not supported by this runtime yet".into(),
+        ));
+    }
     if m.container_path.is_empty() || m.host_path.is_empty() {
         return Err(CriError::InvalidArgument(
             "a mount needs a container path and a host path".into(),

@@ -16,6 +16,9 @@ pub enum CriError {
     /// that is not ready, a log to reopen of a container that does not run).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A feature of the CRI this runtime does not have (image volumes).
+    #[error("{0}")]
+    Unimplemented(String),
     /// The call took longer than the client allowed (ExecSync's timeout).
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -38,6 +41,7 @@ impl From<CriError> for Status {
             CriError::InvalidArgument(_) => Code::InvalidArgument,
             CriError::FailedPrecondition(_) => Code::FailedPrecondition,
             CriError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            CriError::Unimplemented(_) => Code::Unimplemented,
             CriError::Io(_) => Code::Internal,
             CriError::Runtime(e) => match e {
                 E::NotFound(_) => Code::NotFound,

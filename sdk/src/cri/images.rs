@@ -191,8 +191,10 @@ impl ImageService for Cri {
         } else {
             vec![spec.image.clone()]
         };
+        // As the CRI has it, an image in use goes too: the kubelet removes
+        // only images no pod needs, and the containers keep their layers.
         for name in names {
-            match self.images.remove(&name, false).await {
+            match self.images.remove(&name, true).await {
                 Ok(_) | Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(CriError::from(e).into()),
             }

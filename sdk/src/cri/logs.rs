@@ -42,17 +42,19 @@ struct Writer {
 impl Writers {
     /// Starts writing the output of container `id` to `path`, from its
     /// start (or after `after`, the time of the last line already there).
+    /// The file exists when this returns (the kubelet may open it at once).
     /// A writer already running for `id` is kept.
-    pub(crate) fn start(
+    pub(crate) async fn start(
         &self,
         runtime: ContainerRuntime,
         id: &str,
         path: PathBuf,
         after: Option<SystemTime>,
-    ) {
+    ) -> io::Result<()> {
+        let file = open(&path).await?;
         let mut writers = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if writers.get(id).is_some_and(|w| !*w.done.borrow()) {
-            return;
+            return Ok(());
         }
         let (reopen_tx, reopen_rx) = mpsc::channel(1);
         let (done_tx, done_rx) = watch::channel(false);
@@ -66,7 +68,7 @@ impl Writers {
         let id = id.to_string();
         let inner = self.inner.clone();
         tokio::spawn(async move {
-            if let Err(e) = copy(&runtime, &id, &path, after, reopen_rx).await {
+            if let Err(e) = copy(&runtime, &id, &path, file, after, reopen_rx).await {
                 tracing::warn!(container = %id, path = %path.display(), "log writer: {e}");
             }
             let _ = done_tx.send(true);
@@ -75,13 +77,19 @@ impl Writers {
                 writers.remove(&id);
             }
         });
+        Ok(())
     }
 
     /// Resumes the writer of a container that was started before this
     /// server (after a restart): from the last line in its file.
-    pub(crate) fn resume(&self, runtime: ContainerRuntime, id: &str, path: PathBuf) {
+    pub(crate) async fn resume(
+        &self,
+        runtime: ContainerRuntime,
+        id: &str,
+        path: PathBuf,
+    ) -> io::Result<()> {
         let after = last_time(&path);
-        self.start(runtime, id, path, after);
+        self.start(runtime, id, path, after).await
     }
 
     /// Waits until the writer of `id` (if any) has written everything, at
@@ -114,10 +122,10 @@ async fn copy(
     runtime: &ContainerRuntime,
     id: &str,
     path: &Path,
+    mut file: tokio::fs::File,
     after: Option<SystemTime>,
     mut reopen: mpsc::Receiver<Reopen>,
 ) -> CriResult<()> {
-    let mut file = open(path).await?;
     let mut chunks = runtime
         .logs_stream(
             id,

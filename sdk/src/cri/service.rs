@@ -289,6 +289,18 @@ impl RuntimeService for Cri {
         Ok(Response::new(proto::UpdateRuntimeConfigResponse {}))
     }
 
+    async fn runtime_config(
+        &self,
+        _request: Request<proto::RuntimeConfigRequest>,
+    ) -> Answer<proto::RuntimeConfigResponse> {
+        // The agent places containers with cgroupfs paths of its own.
+        Ok(Response::new(proto::RuntimeConfigResponse {
+            linux: Some(proto::LinuxRuntimeConfiguration {
+                cgroup_driver: proto::CgroupDriver::Cgroupfs as i32,
+            }),
+        }))
+    }
+
     async fn status(
         &self,
         _request: Request<proto::StatusRequest>,
