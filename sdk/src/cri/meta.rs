@@ -134,6 +134,9 @@ mod tests {
             rootfs_path: String::new(),
             image_digest: String::new(),
             exec_ids: Vec::new(),
+            networks: Vec::new(),
+            ports: Vec::new(),
+            netns_path: String::new(),
             oci_spec_json: None,
         };
         info.config

@@ -162,7 +162,7 @@ impl Cri {
             root: RootSource::Image(image),
             hostname: (!host_network && !config.hostname.is_empty())
                 .then(|| config.hostname.clone()),
-            network: super::network::sandbox_network(&config, host_network),
+            network: super::network::sandbox_network(host_network),
             labels: meta::labels(&config.labels, &ours),
             annotations: [(meta::CONFIG_ANNOTATION.to_string(), meta::encode(&config))]
                 .into_iter()
@@ -178,7 +178,7 @@ impl Cri {
             stop_timeout: Some(SANDBOX_STOP_TIMEOUT),
             ..Default::default()
         };
-        super::network::apply_sandbox_settings(&config, &mut ours_config);
+        super::network::apply_sandbox_settings(&config, &mut ours_config)?;
         if let Some(sysctls) = config.linux.as_ref().map(|l| &l.sysctls) {
             ours_config.sysctls = sysctls
                 .iter()
