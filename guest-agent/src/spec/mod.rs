@@ -231,6 +231,9 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
 
     let linux = spec.linux_mut().get_or_insert_with(Linux::default);
     linux.set_seccomp(filter);
+    if let Some(propagation) = rootfs_propagation(&config.mounts) {
+        linux.set_rootfs_propagation(Some(propagation.into()));
+    }
     let namespaces = linux.namespaces_mut().get_or_insert_with(Vec::new);
     // In place of the base's network namespace, if it has one.
     let base_network = namespaces
@@ -306,6 +309,26 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
             .extend(config.annotations.clone());
     }
     Ok(spec)
+}
+
+/// The propagation the root filesystem needs for the mounts' own: a mount
+/// receiving the host's mounts (`rslave`) or sharing them both ways
+/// (`rshared`) only does so if the container's root is not private
+/// (libcrun makes it `rprivate` by default, which cuts them off), as runc
+/// and containerd set it.
+fn rootfs_propagation(mounts: &[model::Mount]) -> Option<&'static str> {
+    let has = |flags: &[&str]| {
+        mounts
+            .iter()
+            .any(|m| m.options.iter().any(|o| flags.contains(&o.as_str())))
+    };
+    if has(&["rshared", "shared"]) {
+        Some("rshared")
+    } else if has(&["rslave", "slave"]) {
+        Some("rslave")
+    } else {
+        None
+    }
 }
 
 /// The cgroup limits set in `r`; unset ones stay unset. Also the JSON

@@ -528,6 +528,32 @@ fn shared_namespaces_sysctls_and_paths_are_in_the_spec() {
 }
 
 #[test]
+fn mount_propagation_sets_the_root_propagation_it_needs() {
+    let with = |options: &[&str]| {
+        let root = rootfs();
+        let mount = model::Mount {
+            destination: "/data".into(),
+            source: root.path().join("etc").display().to_string(),
+            kind: "bind".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            read_only: false,
+        };
+        let spec = build_in(&ContainerConfig {
+            mounts: vec![mount],
+            ..config()
+        })
+        .unwrap();
+        linux(&spec).rootfs_propagation().clone()
+    };
+    assert_eq!(
+        with(&["rbind", "rprivate"]),
+        linux(&base()).rootfs_propagation().clone()
+    );
+    assert_eq!(with(&["rbind", "rslave"]).as_deref(), Some("rslave"));
+    assert_eq!(with(&["rbind", "rshared"]).as_deref(), Some("rshared"));
+}
+
+#[test]
 fn hostname_from_config_or_id() {
     let spec = build_in(&ContainerConfig {
         hostname: Some("db-1.internal".into()),

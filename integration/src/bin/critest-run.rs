@@ -16,8 +16,54 @@ use integration::cri::CriStack;
 /// registry, AppArmor and SELinux (not enabled), NRI (no NRI socket).
 const SKIP: &str = "public image with digest|AppArmor|NRI|SELinux";
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    if let Err(e) = shared_mount_namespace() {
+        eprintln!("critest-run: making a mount namespace with a shared root: {e}");
+        return ExitCode::FAILURE;
+    }
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("critest-run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// critest mounts on the node and expects containers to see it (mount
+/// propagation, submounts of read-only volumes), as on a Kubernetes node
+/// whose root mount is shared (systemd makes it so; the kubelet expects
+/// it). The run gets a mount namespace of its own with a shared root: the
+/// agent's namespace, a slave of it, then receives critest's mounts, and
+/// none of them reaches the machine's namespace, whatever its root's
+/// propagation. Called before any thread exists (unshare needs that).
+fn shared_mount_namespace() -> std::io::Result<()> {
+    // SAFETY: unshare changes only this (still single-threaded) process's
+    // mount namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: makes "/" (a static C string) recursively shared in the new
+    // namespace; the other pointers may be null for a propagation change.
+    let ret = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SHARED,
+            std::ptr::null(),
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+async fn run() -> ExitCode {
     let Some(critest) = std::env::var_os("CRITEST") else {
         eprintln!("critest-run: CRITEST is not set: eval \"$(integration/setup.sh)\" first");
         return ExitCode::from(2);
