@@ -206,7 +206,7 @@ impl RuntimeService for Cri {
     ) -> Answer<proto::AttachResponse> {
         let container = self.container(&request.into_inner().container_id).await?;
         Err(Status::unimplemented(format!(
-            "attaching to {} needs crun-shimd's ContainerService/Attach, which this daemon lacks",
+            "attaching to {} is not supported by this CRI server yet",
             container.info.id
         )))
     }

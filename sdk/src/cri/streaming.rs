@@ -118,7 +118,7 @@ impl Runtime for StreamRuntime {
 
     async fn attach(&self, request: AttachRequest, _io: ProcessIo) -> Result<(), RuntimeError> {
         Err(RuntimeError::new(format!(
-            "attaching to {} needs crun-shimd's ContainerService/Attach",
+            "attaching to {} is not supported by this CRI server yet",
             request.container_id
         )))
     }
