@@ -197,6 +197,50 @@ async fn crictl_walk_through() {
     check(&["exec", "-i"], &output);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "through stdin\n");
 
+    // attach -i to a container made with stdin_once: the client's stdin
+    // reaches the main process, its end closes the process's stdin, and
+    // the attach ends with the process.
+    let reader = write_json(
+        &dir,
+        "reader.json",
+        serde_json::json!({
+            "metadata": {"name": "reader"},
+            "image": {"image": BUSYBOX},
+            "command": ["sh", "-c", "read line; echo \"got $line\"; cat >&2"],
+            "stdin": true,
+            "stdin_once": true,
+            "log_path": "reader.log",
+        }),
+    );
+    let reader_id = crictl.run(&["create", &pod_id, &reader, &pod]);
+    crictl.run(&["start", &reader_id]);
+    let mut attach = crictl
+        .command(&["attach", "-i", &reader_id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    attach
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through attach\nto stderr\n")
+        .unwrap();
+    let output = attach.wait_with_output().unwrap();
+    check(&["attach", "-i"], &output);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "got through attach\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "to stderr\n");
+    wait_for("the reader's exit", || {
+        crictl
+            .run(&["inspect", "-o", "json", &reader_id])
+            .contains("CONTAINER_EXITED")
+            .then_some(())
+    });
+
     // Stats of the running containers.
     let stats = crictl.run(&["stats", "-o", "json", "--id", &shell_id]);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();

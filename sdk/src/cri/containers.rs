@@ -150,6 +150,19 @@ impl Cri {
             .ok_or_else(|| CriError::NotFound(format!("the CRI config of container {id:?}")))
     }
 
+    /// A CRI container that runs (FailedPrecondition otherwise): what
+    /// Exec, Attach and ReopenContainerLog need.
+    pub(crate) async fn running_container(&self, id: &str) -> CriResult<Container> {
+        let container = self.container(id).await?;
+        if !container.info.status.is_active() {
+            return Err(CriError::FailedPrecondition(format!(
+                "container {} is not running",
+                container.info.id
+            )));
+        }
+        Ok(container)
+    }
+
     /// CreateContainer: made in its pod, not started.
     pub(crate) async fn create_container(
         &self,
@@ -328,13 +341,7 @@ impl Cri {
     /// ReopenContainerLog: the writer of a running container reopens its
     /// file.
     pub(crate) async fn reopen_container_log(&self, id: &str) -> CriResult<()> {
-        let container = self.container(id).await?;
-        if !container.info.status.is_active() {
-            return Err(CriError::FailedPrecondition(format!(
-                "container {} is not running",
-                container.info.id
-            )));
-        }
+        let container = self.running_container(id).await?;
         match self.logs.reopen(&container.info.id).await {
             Some(result) => Ok(result?),
             None => Err(CriError::FailedPrecondition(format!(
@@ -484,6 +491,8 @@ fn build(
         resources: linux.resources.as_ref().map(limits).unwrap_or_default(),
         labels,
         terminal: config.tty,
+        // Kept open for Attach; `stdin_once` is the attach's business.
+        open_stdin: config.stdin,
         read_only_rootfs: security.readonly_rootfs,
         cap_add,
         cap_drop,

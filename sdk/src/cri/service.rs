@@ -178,14 +178,7 @@ impl RuntimeService for Cri {
 
     async fn exec(&self, request: Request<proto::ExecRequest>) -> Answer<proto::ExecResponse> {
         let request = request.into_inner();
-        let container = self.container(&request.container_id).await?;
-        if !container.info.status.is_active() {
-            return Err(CriError::FailedPrecondition(format!(
-                "container {} is not running",
-                container.info.id
-            ))
-            .into());
-        }
+        let container = self.running_container(&request.container_id).await?;
         let url = self
             .streaming
             .exec_url(crun_shim_streaming::ExecRequest {
@@ -204,11 +197,19 @@ impl RuntimeService for Cri {
         &self,
         request: Request<proto::AttachRequest>,
     ) -> Answer<proto::AttachResponse> {
-        let container = self.container(&request.into_inner().container_id).await?;
-        Err(Status::unimplemented(format!(
-            "attaching to {} is not supported by this CRI server yet",
-            container.info.id
-        )))
+        let request = request.into_inner();
+        let container = self.running_container(&request.container_id).await?;
+        let url = self
+            .streaming
+            .attach_url(crun_shim_streaming::AttachRequest {
+                container_id: container.info.id,
+                tty: request.tty,
+                stdin: request.stdin,
+                stdout: request.stdout,
+                stderr: request.stderr,
+            })
+            .map_err(streaming_error)?;
+        Ok(Response::new(proto::AttachResponse { url }))
     }
 
     async fn port_forward(
