@@ -269,7 +269,11 @@ impl Runtime {
     }
 
     /// Sends `signal`; a paused container is thawed afterwards so that it
-    /// can act on it (unless it is gone already: killed while frozen).
+    /// can act on it (unless it is gone already: killed while frozen). A
+    /// process that has just exited (ESRCH: its exit is on its way from its
+    /// monitor, and the record still says it runs) is not an error: the
+    /// signal came a moment too late, as it would to a process exiting
+    /// right after taking it.
     pub(super) async fn signal(
         &self,
         id: &str,
@@ -279,7 +283,10 @@ impl Runtime {
     ) -> Result<()> {
         let cid = id.to_string();
         self.call(format!("signalling container {id}"), move |b| {
-            b.kill(&cid, signal, all)?;
+            match b.kill(&cid, signal, all) {
+                Err(e) if e.errno() == Some(libc::ESRCH) => return Ok(()),
+                other => other?,
+            }
             if paused {
                 match b.resume(&cid) {
                     // Killed while frozen: gone already, nothing to thaw.
