@@ -1,5 +1,6 @@
-//! What the streaming server runs: exec sessions over crun-shimd's Exec
-//! stream, and port-forwarding into a pod's network namespace.
+//! What the streaming server runs: exec and attach sessions over
+//! crun-shimd's Exec and Attach streams, and port-forwarding into a pod's
+//! network namespace.
 
 use std::future::Future;
 use std::os::fd::AsFd;
@@ -19,8 +20,7 @@ pub(crate) struct StreamRuntime {
 }
 
 impl Runtime for StreamRuntime {
-    async fn exec(&self, request: ExecRequest, io: ProcessIo) -> Result<i32, RuntimeError> {
-        let mut io = io;
+    async fn exec(&self, request: ExecRequest, mut io: ProcessIo) -> Result<i32, RuntimeError> {
         // The first size, when the client knows it, is the initial one.
         let terminal_size = match io.resize.as_mut() {
             Some(sizes) if io.tty => sizes.try_recv().ok().map(terminal_size),
@@ -47,8 +47,7 @@ impl Runtime for StreamRuntime {
         }
     }
 
-    async fn attach(&self, request: AttachRequest, io: ProcessIo) -> Result<(), RuntimeError> {
-        let mut io = io;
+    async fn attach(&self, request: AttachRequest, mut io: ProcessIo) -> Result<(), RuntimeError> {
         // A container made without `stdin` has /dev/null for stdin: the
         // client's is not wanted (as containerd, the request cannot add it).
         let stdin_end = match super::meta::decode::<super::proto::ContainerConfig>(
