@@ -79,6 +79,7 @@ impl Runtime {
             uts: self.shared_namespace(&config.uts, "uts")?,
             pid: self.shared_namespace(&config.pid, "pid")?,
         };
+        let dir = self.store.container_dir(&id);
         let oci = match &config.oci_spec {
             Some(json) => {
                 let oci = spec::given::container(
@@ -95,17 +96,21 @@ impl Runtime {
                     .unwrap_or(false);
                 oci
             }
-            None => spec::build(
-                &config,
-                &spec::SpecContext {
-                    base: &self.base_spec,
-                    rootfs: &rootfs,
-                    cgroup_path: default_cgroup.clone(),
-                    netns: network.netns.clone(),
-                    network_files: network.files.clone(),
-                    shared,
-                },
-            )?,
+            None => {
+                let mut oci = spec::build(
+                    &config,
+                    &spec::SpecContext {
+                        base: &self.base_spec,
+                        rootfs: &rootfs,
+                        cgroup_path: default_cgroup.clone(),
+                        netns: network.netns.clone(),
+                        network_files: network.files.clone(),
+                        shared,
+                    },
+                )?;
+                super::propagation::redirect(&mut oci, &dir, &config.mounts);
+                oci
+            }
         };
         let cgroup_path = oci
             .linux()
@@ -121,7 +126,6 @@ impl Runtime {
         if let Some(process) = oci.process() {
             spec::executable::check(&rootfs, process, &mounts)?;
         }
-        let dir = self.store.container_dir(&id);
         std::fs::create_dir_all(dir.join(store::LOGS_DIR))
             .context(|| format!("creating {}", dir.display()))?;
         if image_digest.is_none() {
@@ -198,7 +202,12 @@ impl Runtime {
         if let RootSource::Mounts(mounts) = &config.root {
             self.mount_given_rootfs(id, mounts)?;
         }
-        self.backend
+        // Needed only while libcrun makes the container's mounts.
+        if config.oci_spec.is_none() {
+            self.stage(id, &config.mounts)?;
+        }
+        let created = self
+            .backend
             .create(MonitorArgs {
                 root: self.store.root().to_path_buf(),
                 id: id.clone(),
@@ -208,7 +217,9 @@ impl Runtime {
                 open_stdin: config.open_stdin,
                 exec: None,
             })
-            .await
+            .await;
+        super::propagation::unstage(&self.store.container_dir(id));
+        created
     }
 
     /// Starts a created container.
