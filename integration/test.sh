@@ -18,3 +18,5 @@ echo "== cargo build" >&2
 cargo build --workspace --locked
 echo "== cargo test" >&2
 cargo test --workspace --locked
+echo "== critest (Kubernetes CRI conformance, against crun-shim-cri)" >&2
+cargo run --locked -q -p integration --bin critest-run

@@ -675,3 +675,50 @@ async fn get_rootfs_gives_a_plain_directory() {
         .unwrap();
     assert!(!path.exists());
 }
+
+#[tokio::test]
+async fn a_mirror_serves_an_image_that_keeps_its_name() {
+    let registry = Registry::start().unwrap();
+    let mut h = Harness::start().await;
+    let image = TestImage::new(
+        vec![(
+            tar_of_files(&[("hello", 0o644, b"mirrored\n")]).unwrap(),
+            Compression::Gzip,
+        )],
+        serde_json::json!({"Cmd": ["/bin/true"]}),
+        "amd64",
+    );
+    registry.push("e2e/app", "1.0", &image).await.unwrap();
+    // The name's registry does not exist; the mirror serves its paths.
+    let pulled = pull_image(
+        &mut h,
+        pb::PullImageRequest {
+            reference: "registry.invalid/e2e/app:1.0".into(),
+            mirror: registry.host().to_string(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(pulled.references, vec!["registry.invalid/e2e/app:1.0"]);
+    let found = h
+        .images
+        .inspect(pb::InspectImageRequest {
+            reference: "registry.invalid/e2e/app:1.0".into(),
+            agent: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.image.unwrap().id, pulled.id);
+    let bad = pull(
+        &mut h,
+        pb::PullImageRequest {
+            reference: "registry.invalid/e2e/app:1.0".into(),
+            mirror: format!("http://{}", registry.host()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad}");
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Harness, eventually};
+use common::{Harness, eventually, monitors_under};
 use libcrun_shim_proto::v1 as pb;
 
 #[tokio::test]
@@ -464,4 +464,228 @@ async fn run_refuses_remove_with_a_restart_policy() {
         .await
         .expect_err("nothing created");
     assert_eq!(none.code(), tonic::Code::NotFound);
+}
+
+/// This thread's mount points (the test's "host" after [`node_namespace`]).
+fn host_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .collect()
+}
+
+/// Moves this test's thread (the agent it starts inherits it) to a mount
+/// namespace of its own, a slave of the machine's, where the test plays
+/// the host: a Kubernetes node. Nothing mounted in it reaches the machine.
+fn node_namespace() {
+    use nix::mount::{MsFlags, mount};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .expect("making / a slave");
+}
+
+/// A directory that is a shared mount point of the test's "host" (see
+/// [`node_namespace`], which it calls), unmounted when dropped.
+struct SharedSource(tempfile::TempDir);
+
+impl SharedSource {
+    fn new() -> SharedSource {
+        use nix::mount::{MsFlags, mount};
+        node_namespace();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap();
+        SharedSource(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SharedSource {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A bind mount whose propagation is `rshared` (the CRI's Bidirectional)
+/// sends the container's mounts to the host's source and the host's to the
+/// container; the staging mount that takes (see the agent's
+/// `runtime::propagation`) lives only while the container is created, and
+/// its unmount takes nothing off the host. A source not on a shared mount
+/// is refused, leaving nothing.
+#[tokio::test(flavor = "current_thread")]
+async fn rshared_binds_propagate_both_ways() {
+    use nix::mount::{MsFlags, mount};
+    let shared = SharedSource::new();
+    let source = shared.path();
+    let mut h = Harness::start().await;
+    let agent_pid = h.local().pid().unwrap();
+    let containers = h.local().root().join("containers");
+    let agent_mounts_under = |dir: &std::path::Path| {
+        std::fs::read_to_string(format!("/proc/{agent_pid}/mountinfo"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|p| p.starts_with(&*dir.to_string_lossy()))
+    };
+    let bind = |source: &std::path::Path| pb::Mount {
+        destination: "/shared".into(),
+        source: source.display().to_string(),
+        options: vec!["rbind".into(), "rshared".into()],
+        ..Default::default()
+    };
+
+    let mut config = h.sh(
+        "both-ways",
+        "test -f /shared/from-host/f && mkdir -p /shared/inner \
+         && mount -t tmpfs none /shared/inner && echo hi > /shared/inner/f",
+    );
+    config.mounts = vec![bind(source)];
+    config.capabilities = Some(pb::Capabilities {
+        add: vec!["SYS_ADMIN".into()],
+        drop: vec![],
+    });
+    h.create(config).await.expect("create");
+    assert!(
+        !agent_mounts_under(&containers.join("both-ways")),
+        "a staging mount outlived the create"
+    );
+    // Host to container, after the create.
+    let from_host = source.join("from-host");
+    std::fs::create_dir(&from_host).unwrap();
+    mount(
+        Some("none"),
+        &from_host,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(from_host.join("f"), "x").unwrap();
+    h.start_container("both-ways").await;
+    assert_eq!(h.wait("both-ways").await.exit_code, 0);
+    // Container to host.
+    let inner = source.join("inner");
+    assert!(host_mounts().contains(&inner.display().to_string()));
+    assert_eq!(std::fs::read_to_string(inner.join("f")).unwrap(), "hi\n");
+    h.delete("both-ways", false).await.unwrap();
+    assert!(!containers.join("both-ways").exists());
+    assert!(!agent_mounts_under(&containers));
+    // The container's mount stays on the host, as with any runtime.
+    assert!(host_mounts().contains(&inner.display().to_string()));
+
+    // Not on a shared mount: refused, nothing left.
+    let private = tempfile::tempdir().unwrap();
+    let mut config = h.sh("one-way", "true");
+    config.mounts = vec![bind(private.path())];
+    let e = h
+        .create(config)
+        .await
+        .expect_err("a source on no shared mount");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("not on a shared mount"), "{e}");
+    assert!(!containers.join("one-way").exists());
+    assert!(!agent_mounts_under(&containers));
+}
+
+/// A SIGKILL of the agent while an rshared bind's staging mount exists
+/// (here: its create waits on a logging program that never signals
+/// readiness) leaves that mount only in the dead agent's namespace: the
+/// restarted agent undoes the create, and the host keeps its mounts under
+/// the source (no unmount propagates back from the teardown).
+#[tokio::test(flavor = "current_thread")]
+async fn a_sigkill_while_an_rshared_bind_is_staged_leaves_the_host_whole() {
+    use nix::mount::{MsFlags, mount};
+    use std::os::unix::fs::PermissionsExt;
+    let shared = SharedSource::new();
+    let source = shared.path();
+    let keep = source.join("keep");
+    std::fs::create_dir(&keep).unwrap();
+    mount(
+        Some("none"),
+        &keep,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::write(keep.join("f"), "x").unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let logger = tools.path().join("logger");
+    std::fs::write(&logger, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut h = Harness::start().await;
+    let root = h.local().root();
+    let staging = root.join("containers/cut/propagation/0");
+    let mut config = h.sh("cut", "true");
+    config.mounts = vec![pb::Mount {
+        destination: "/shared".into(),
+        source: source.display().to_string(),
+        options: vec!["rbind".into(), "rshared".into()],
+        ..Default::default()
+    }];
+    config.stdio = Some(pb::StdioConfig {
+        stdout: format!("binary://{}", logger.display()),
+        ..Default::default()
+    });
+    let mut containers = h.containers.clone();
+    let create = tokio::spawn(async move {
+        containers
+            .create(pb::CreateContainerRequest {
+                config: Some(config),
+                agent: String::new(),
+            })
+            .await
+    });
+    let agent_pid = h.local().pid().unwrap();
+    let staged = || {
+        std::fs::read_to_string(format!("/proc/{agent_pid}/mountinfo"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*staging.to_string_lossy()))
+    };
+    assert!(
+        eventually(Duration::from_secs(8), staged).await,
+        "the staging mount was not made"
+    );
+    h.restart_agent().await;
+    let _ = create.await;
+    let agent_pid = h.local().pid().unwrap();
+    assert!(
+        !root.join("containers/cut").exists(),
+        "the create was not undone"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || monitors_under(&root).is_empty()).await,
+        "a monitor of the undone create lives on"
+    );
+    let agent_mounts = std::fs::read_to_string(format!("/proc/{agent_pid}/mountinfo")).unwrap();
+    assert!(!agent_mounts.contains(&*root.join("containers").to_string_lossy()));
+    assert!(host_mounts().contains(&keep.display().to_string()));
+    assert_eq!(std::fs::read_to_string(keep.join("f")).unwrap(), "x");
 }

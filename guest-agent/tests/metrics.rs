@@ -45,7 +45,9 @@ async fn wait_for_log(h: &mut Harness, id: &str, text: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), wait)
+    // The VM runs under QEMU TCG: on a loaded machine its 64 MiB write with
+    // fsync took over 30 s (as the 240 s of the agent tests' Wait).
+    tokio::time::timeout(Duration::from_secs(180), wait)
         .await
         .expect(text);
 }

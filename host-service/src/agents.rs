@@ -163,15 +163,23 @@ impl Agent {
 }
 
 /// Whether a client call failed for want of a working connection rather
-/// than by the server's answer: UNAVAILABLE, or an UNKNOWN or INTERNAL
-/// status that tonic made from a transport error (a connection reset or
-/// closed mid-call: "transport error", "connection closed before message
-/// completed"). Statuses a server sends carry no source error; those tonic
-/// makes from a failed connection do.
+/// than by the server's answer: UNAVAILABLE, or an UNKNOWN, INTERNAL or
+/// CANCELLED status that tonic made from a transport error (a connection
+/// reset or closed mid-call: "transport error", "connection closed before
+/// message completed", or "operation was canceled" when a call is sent on
+/// a connection whose agent just died). Statuses a server sends carry no
+/// source error; those tonic makes from a failed connection do. A
+/// CANCELLED made from the caller's own deadline is not one.
 pub fn is_transport_failure(status: &Status) -> bool {
+    let source = std::error::Error::source(status);
     match status.code() {
         Code::Unavailable => true,
-        Code::Unknown | Code::Internal => std::error::Error::source(status).is_some(),
+        Code::Unknown | Code::Internal => source.is_some(),
+        Code::Cancelled => {
+            source.is_some()
+                && !std::iter::successors(source, |e| e.source())
+                    .any(|e| e.is::<tonic::TimeoutExpired>())
+        }
         _ => false,
     }
 }
@@ -394,5 +402,29 @@ impl AgentPool {
                 locations.insert(c.id, agent.name.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod transport_failure_tests {
+    use std::sync::Arc;
+
+    use tonic::{Code, Status};
+
+    use super::is_transport_failure;
+
+    #[test]
+    fn a_call_cut_by_a_dying_connection_is_a_transport_failure() {
+        let mut cut = Status::cancelled("operation was canceled: connection closed");
+        cut.set_source(Arc::new(std::io::Error::other("connection closed")));
+        assert!(is_transport_failure(&cut));
+        // The agent's own answer, and the caller's deadline, are not.
+        assert!(!is_transport_failure(&Status::cancelled(
+            "cancelled by the agent"
+        )));
+        let timeout = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(timeout.code(), Code::Cancelled);
+        assert!(!is_transport_failure(&timeout));
+        assert!(is_transport_failure(&Status::unavailable("refused")));
     }
 }

@@ -45,6 +45,24 @@ if [ ! -x "$nginx_root/usr/sbin/nginx" ]; then
 fi
 echo "export CRITEST_NGINX_ROOT=$nginx_root"
 
+# busybox for critest's busybox image: Debian's dynamically linked build,
+# whose shell runs programs from PATH as the real image's does (the static
+# build runs its applets in-process, which critest's masked /bin/ls cannot
+# stop). Unpacked only: it conflicts with busybox-static.
+busybox_version="$(apt-cache policy busybox | sed -n 's/^ *Candidate: //p')"
+busybox_root="$CACHE_DIR/critest-busybox-$busybox_version"
+if [ ! -x "$busybox_root/bin/busybox" ]; then
+  log "unpacking Debian's busybox $busybox_version into $busybox_root"
+  work="$(mktemp -d)"
+  chmod 755 "$work"
+  (cd "$work" && apt-get download -qq "busybox=$busybox_version" >&2)
+  rm -rf "$busybox_root.tmp"
+  dpkg-deb -x "$work"/busybox_*.deb "$busybox_root.tmp"
+  rm -rf "$work" "$busybox_root"
+  mv "$busybox_root.tmp" "$busybox_root"
+fi
+echo "export CRITEST_BUSYBOX_ROOT=$busybox_root"
+
 cached_build cri-tools "$CRI_TOOLS_VERSION" build_cri_tools crictl critest
 dir="$CACHE_DIR/cri-tools-$CRI_TOOLS_VERSION"
 echo "export CRICTL=$dir/crictl"

@@ -29,7 +29,7 @@ use std::process::Command;
 use crate::registry::{Compression, Registry, TestImage};
 
 /// Bump when a recipe changes: the cache is keyed by it.
-const RECIPE_VERSION: u32 = 2;
+const RECIPE_VERSION: u32 = 4;
 /// A fixed timestamp for every file, so builds are reproducible.
 const MTIME: u64 = 1_700_000_000;
 /// The registry path prefix critest uses for its own test images.
@@ -51,30 +51,50 @@ pub struct CritestImage {
 /// Where the host's Debian nginx was unpacked (`CRITEST_NGINX_ROOT`, which
 /// `integration/setup.sh` prints).
 pub fn nginx_root() -> io::Result<PathBuf> {
-    let root = std::env::var_os("CRITEST_NGINX_ROOT")
+    unpacked_root("CRITEST_NGINX_ROOT", "usr/sbin/nginx")
+}
+
+/// Debian's dynamically linked busybox, unpacked by
+/// `integration/setup.d/50-cri-tools.sh` (`CRITEST_BUSYBOX_ROOT`): the
+/// busybox image's. Its shell runs programs from PATH, as the real image's
+/// does (Debian's static build runs applets in-process, so masking
+/// /bin/ls would not stop `sh -c ls`).
+pub fn busybox_root() -> io::Result<PathBuf> {
+    unpacked_root("CRITEST_BUSYBOX_ROOT", "bin/busybox")
+}
+
+/// The directory a Debian package was unpacked into, named by `variable`
+/// (which `integration/setup.sh` prints), holding `binary`.
+fn unpacked_root(variable: &str, binary: &str) -> io::Result<PathBuf> {
+    let root = std::env::var_os(variable)
         .map(PathBuf::from)
         .ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
-                "CRITEST_NGINX_ROOT is not set: run `eval \"$(integration/setup.sh)\"` first",
+                format!("{variable} is not set: run `eval \"$(integration/setup.sh)\"` first"),
             )
         })?;
-    if !root.join("usr/sbin/nginx").is_file() {
+    if !root.join(binary).is_file() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("no nginx in {}", root.display()),
+            format!("no {binary} in {}", root.display()),
         ));
     }
     Ok(root)
 }
 
 /// The cache directory of this recipe version and these inputs.
-fn cache_dir(cache_root: &Path, nginx: &Path) -> PathBuf {
-    let nginx_version = nginx
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    cache_root.join(format!("critest-images-v{RECIPE_VERSION}-{nginx_version}"))
+fn cache_dir(cache_root: &Path, nginx: &Path, busybox: &Path) -> PathBuf {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    cache_root.join(format!(
+        "critest-images-v{RECIPE_VERSION}-{}-{}",
+        name(nginx),
+        name(busybox)
+    ))
 }
 
 /// The project's cache root (`LIBCRUN_SHIM_CACHE`, default
@@ -89,7 +109,8 @@ pub fn default_cache_root() -> PathBuf {
 /// cache does not hold them.
 pub fn ensure_built(cache_root: &Path) -> io::Result<Vec<CritestImage>> {
     let nginx = nginx_root()?;
-    let dir = cache_dir(cache_root, &nginx);
+    let busybox = busybox_root()?;
+    let dir = cache_dir(cache_root, &nginx, &busybox);
     let stamp = dir.join(".complete");
     // One builder at a time (tests build them in parallel).
     std::fs::create_dir_all(cache_root)?;
@@ -100,7 +121,7 @@ pub fn ensure_built(cache_root: &Path) -> io::Result<Vec<CritestImage>> {
         return Err(io::Error::last_os_error());
     }
     if !stamp.exists() {
-        let images = build(&nginx)?;
+        let images = build(&nginx, &busybox)?;
         let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         for image in &images {
@@ -235,9 +256,9 @@ fn recipes() -> Vec<(&'static str, Vec<String>, Recipe)> {
 }
 
 /// Builds every image (no cache).
-pub fn build(nginx: &Path) -> io::Result<Vec<CritestImage>> {
+pub fn build(nginx: &Path, busybox: &Path) -> io::Result<Vec<CritestImage>> {
     let parts = Parts {
-        base: busybox_layer()?,
+        base: busybox_layer(&busybox.join("bin/busybox"))?,
         nginx: nginx.to_path_buf(),
     };
     recipes()
@@ -339,10 +360,11 @@ users:x:100:
 nogroup:x:65534:
 ";
 
-/// Debian's busybox-static with every applet, and a minimal tree.
-fn busybox_layer() -> io::Result<Vec<u8>> {
-    let busybox = std::fs::read(crate::BUSYBOX)?;
-    let list = Command::new(crate::BUSYBOX).arg("--list").output()?;
+/// Debian's busybox (with its shared libraries) and every applet, and a
+/// minimal tree.
+fn busybox_layer(binary: &Path) -> io::Result<Vec<u8>> {
+    let busybox = std::fs::read(binary)?;
+    let list = Command::new(binary).arg("--list").output()?;
     if !list.status.success() {
         return Err(io::Error::other("busybox --list failed"));
     }
@@ -371,22 +393,38 @@ fn busybox_layer() -> io::Result<Vec<u8>> {
         layer.dir(dir, mode)?;
     }
     layer.file("bin/busybox", 0o755, &busybox)?;
+    layer.shared_libraries(binary)?;
     let mut applets: Vec<&str> = std::str::from_utf8(&list.stdout)
         .map_err(io::Error::other)?
         .lines()
         .filter(|a| !a.is_empty() && *a != "busybox")
         .collect();
     applets.sort_unstable();
+    // Hard links, as in the busybox image: masking one applet (critest
+    // masks /bin/ls) must not mask busybox itself through a symlink.
     for applet in applets {
-        layer.symlink(&format!("bin/{applet}"), "busybox")?;
+        layer.hard_link(&format!("bin/{applet}"), "bin/busybox")?;
     }
     layer.file("bin/pgrep", 0o755, PGREP.as_bytes())?;
+    layer.file("bin/ipcs", 0o755, IPCS.as_bytes())?;
     layer.file("etc/passwd", 0o644, PASSWD.as_bytes())?;
     layer.file("etc/group", 0o644, GROUP.as_bytes())?;
     layer.finish()
 }
 
-/// Debian's busybox-static has no pgrep, which critest runs (`pgrep sleep
+/// Debian's busybox has no ipcs, which critest runs (`ipcs -m`, for
+/// the segments of the container's IPC namespace): util-linux's output,
+/// from /proc/sysvipc/shm (which shows the reader's IPC namespace).
+const IPCS: &str = r#"#!/bin/sh
+echo "------ Shared Memory Segments --------"
+echo "key        shmid      owner      perms      bytes      nattch     status"
+[ -r /proc/sysvipc/shm ] || exit 0
+tail -n +2 /proc/sysvipc/shm | while read -r key shmid perms size cpid lpid nattch uid rest; do
+    printf '0x%08x %-10s %-10s %-10s %-10s %-10s\n' "$key" "$shmid" "$uid" "$perms" "$size" "$nattch"
+done
+"#;
+
+/// Debian's busybox has no pgrep, which critest runs (`pgrep sleep
 /// || true`, expecting nothing on stderr): the pids of the processes whose
 /// name matches the pattern.
 const PGREP: &str = r#"#!/bin/sh
@@ -632,10 +670,10 @@ impl Layer {
         self.tar.append_data(&mut header, path, content)
     }
 
-    fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+    fn hard_link(&mut self, path: &str, target: &str) -> io::Result<()> {
         self.parents(path)?;
         self.paths.insert(path.to_string());
-        let mut header = Layer::header(tar::EntryType::Symlink, 0o777, 0);
+        let mut header = Layer::header(tar::EntryType::Link, 0o755, 0);
         self.tar.append_link(&mut header, path, target)
     }
 

@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod containerd;
+pub mod cri;
 pub mod critest_images;
 pub mod host;
 pub mod net;

@@ -30,6 +30,15 @@ pub mod v1 {
     tonic::include_proto!("libcrun_shim.v1");
 }
 
+/// Kubernetes' Container Runtime Interface v1 (protobuf package
+/// `runtime.v1`, vendored from `k8s.io/cri-api`: `cri/README.md`), with the
+/// feature `cri`: what a CRI server such as the SDK's `CriServer` serves.
+#[cfg(feature = "cri")]
+pub mod cri {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("runtime.v1");
+}
+
 /// The encoded `google.protobuf.FileDescriptorSet` of the v1 protocol (with
 /// its imports and source comments), for `tonic-reflection` and for clients
 /// that build requests at run time.

@@ -157,6 +157,40 @@ pub struct ContainerConfig {
     /// Keep the command's stdin open for [`ContainerRuntime::attach`](crate::ContainerRuntime::attach)
     /// (Docker's `-i`); otherwise it reads /dev/null.
     pub open_stdin: bool,
+    /// Where its IPC namespace comes from (a pod's containers share their
+    /// sandbox's).
+    pub ipc: NamespaceSource,
+    /// Where its UTS namespace (hostname) comes from; when not its own,
+    /// `hostname` must be `None`.
+    pub uts: NamespaceSource,
+    /// Where its PID namespace comes from.
+    pub pid: NamespaceSource,
+    /// Namespaced kernel parameters (`net.ipv4.ip_unprivileged_port_start`).
+    pub sysctls: BTreeMap<String, String>,
+    /// Paths hidden from it. `None`: the runtime's defaults; empty: none.
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only. `None`: the runtime's defaults; empty: none.
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// Where one of a container's namespaces comes from.
+///
+/// ```
+/// use libcrun_shim::NamespaceSource;
+/// let pod = NamespaceSource::Container("sandbox".into());
+/// assert_ne!(pod, NamespaceSource::default());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceSource {
+    /// A namespace of its own.
+    #[default]
+    Private,
+    /// The runtime's (the agent's machine's) namespace.
+    Host,
+    /// The namespace of another container, by id, which must be running
+    /// when this one is created.
+    Container(String),
 }
 
 /// The seccomp filter of a container.

@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use libcrun_shim_proto::v1 as pb;
 
 use crate::container::{
-    ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
+    ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NamespaceSource,
+    NetworkMode, ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 use crate::error::Error;
 use crate::events::{ContainerEvent, ContainerEventType, EventFilter, HealthChange, RestartInfo};
@@ -262,6 +262,12 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             oci_spec_json: String::new(),
             stdio: None,
             open_stdin: config.open_stdin,
+            ipc: config.ipc.into(),
+            uts: config.uts.into(),
+            pid: config.pid.into(),
+            sysctls: config.sysctls.into_iter().collect(),
+            masked_paths: config.masked_paths.map(|paths| pb::PathList { paths }),
+            readonly_paths: config.readonly_paths.map(|paths| pb::PathList { paths }),
         }
     }
 }
@@ -282,6 +288,31 @@ impl From<pb::RootfsMount> for RootfsMount {
             kind: m.r#type,
             source: m.source,
             options: m.options,
+        }
+    }
+}
+
+impl From<NamespaceSource> for Option<pb::NamespaceSource> {
+    fn from(source: NamespaceSource) -> Option<pb::NamespaceSource> {
+        use pb::namespace_source::Source;
+        let source = match source {
+            NamespaceSource::Private => return None,
+            NamespaceSource::Host => Source::Host(true),
+            NamespaceSource::Container(id) => Source::Container(id),
+        };
+        Some(pb::NamespaceSource {
+            source: Some(source),
+        })
+    }
+}
+
+impl From<Option<pb::NamespaceSource>> for NamespaceSource {
+    fn from(source: Option<pb::NamespaceSource>) -> NamespaceSource {
+        use pb::namespace_source::Source;
+        match source.and_then(|s| s.source) {
+            None | Some(Source::Host(false)) => NamespaceSource::Private,
+            Some(Source::Host(true)) => NamespaceSource::Host,
+            Some(Source::Container(id)) => NamespaceSource::Container(id),
         }
     }
 }
@@ -362,6 +393,12 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             seccomp: c.seccomp.map(Into::into).unwrap_or_default(),
             no_new_privileges: c.no_new_privileges,
             open_stdin: c.open_stdin,
+            ipc: c.ipc.into(),
+            uts: c.uts.into(),
+            pid: c.pid.into(),
+            sysctls: c.sysctls.into_iter().collect(),
+            masked_paths: c.masked_paths.map(|l| l.paths),
+            readonly_paths: c.readonly_paths.map(|l| l.paths),
         })
     }
 }

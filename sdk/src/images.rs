@@ -56,6 +56,10 @@ pub struct PullOptions {
     /// The platform to pick from a multi-platform image (`os/arch[/variant]`).
     /// `None`: the agent's.
     pub platform: Option<String>,
+    /// A registry (`host[:port]`) to fetch from in place of the reference's
+    /// own (a mirror serving the same repositories); the image keeps its
+    /// name. A loopback mirror is reached over plain HTTP.
+    pub mirror: Option<String>,
 }
 
 /// Progress of a pull, reported as it goes.
@@ -284,6 +288,7 @@ impl ImageStore {
                 auth,
                 platform: options.platform.unwrap_or_default(),
                 agent: self.client.agent(),
+                mirror: options.mirror.unwrap_or_default(),
             })
             .await?
             .into_inner();

@@ -46,6 +46,11 @@
 //! ```
 
 mod attach;
+#[cfg(feature = "cri")]
+pub mod cri;
+#[cfg(feature = "cri")]
+pub use cri::CriServer;
+
 mod client;
 mod config;
 mod container;
@@ -68,8 +73,8 @@ mod transport;
 pub use attach::{AttachInput, AttachSession};
 pub use config::{DEFAULT_SOCKET, HOST_ENV, RuntimeConfig};
 pub use container::{
-    ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NetworkMode,
-    ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
+    ContainerConfig, ContainerInfo, ContainerStatus, ExitStatus, Mount, NamespaceSource,
+    NetworkMode, ResourceLimits, RestartPolicy, Rlimit, RootSource, RootfsMount, SeccompProfile,
 };
 pub use convert::ConversionError;
 pub use error::{Error, Result};

@@ -43,6 +43,9 @@ pub struct PullRequest {
     pub credentials: Option<Credentials>,
     /// The platform to pick from an index; else this machine's.
     pub platform: Option<Platform>,
+    /// A registry (`host[:port]`) serving the reference's repositories, to
+    /// fetch from instead of the reference's own; the image keeps its name.
+    pub mirror: Option<String>,
 }
 
 /// Where a layer is in a pull.
@@ -135,7 +138,11 @@ impl Store {
         request: PullRequest,
         progress: &watch::Sender<PullProgress>,
     ) -> Result<Image> {
-        let reference = reference::parse(&request.reference)?;
+        let mut reference = reference::parse(&request.reference)?;
+        if let Some(mirror) = &request.mirror {
+            reference::check_registry(mirror)?;
+            reference.set_mirror_registry(mirror.clone());
+        }
         let canonical = reference::canonical(&reference);
         let platform = request.platform.clone().unwrap_or_else(Platform::current);
         let client = self.client(reference.resolve_registry());

@@ -86,6 +86,35 @@ pub fn check_digest(digest: &str) -> Result<&str> {
     }
 }
 
+/// Checks a registry address given alone (a mirror): `host[:port]`, with
+/// no scheme, path or white space.
+pub fn check_registry(registry: &str) -> Result<&str> {
+    let invalid = |why: &str| {
+        Err(Error::InvalidReference(format!(
+            "invalid registry {registry:?}: {why} (expected host[:port])"
+        )))
+    };
+    if registry.is_empty() {
+        return invalid("empty");
+    }
+    if registry.contains("://") || registry.contains('/') {
+        return invalid("a scheme or a path");
+    }
+    if registry
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return invalid("white space");
+    }
+    if let Some((_, port)) = registry.rsplit_once(':')
+        && !registry.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return invalid("a port that is not a number");
+    }
+    Ok(registry)
+}
+
 /// Whether a registry (`host[:port]`) is on the loopback interface, where
 /// plain HTTP is allowed without configuration, as Docker does.
 pub fn is_loopback_registry(registry: &str) -> bool {
@@ -222,6 +251,21 @@ mod tests {
                 matches!(parse(bad), Err(Error::InvalidReference(_))),
                 "{bad:?} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn mirrors_are_registries_alone() {
+        for good in [
+            "127.0.0.1:5000",
+            "mirror.example",
+            "[::1]:5000",
+            "localhost",
+        ] {
+            assert_eq!(check_registry(good).unwrap(), good);
+        }
+        for bad in ["", "http://127.0.0.1:5000", "host/path", "host:port", "a b"] {
+            assert!(check_registry(bad).is_err(), "{bad:?}");
         }
     }
 

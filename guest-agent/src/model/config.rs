@@ -376,6 +376,47 @@ pub struct ContainerConfig {
     /// Keep a stdin pipe open for Attach.
     #[serde(default)]
     pub open_stdin: bool,
+    /// Where its IPC namespace comes from.
+    #[serde(default)]
+    pub ipc: NamespaceSource,
+    /// Where its UTS namespace comes from.
+    #[serde(default)]
+    pub uts: NamespaceSource,
+    /// Where its PID namespace comes from.
+    #[serde(default)]
+    pub pid: NamespaceSource,
+    /// Namespaced kernel parameters.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Paths hidden from it; `None`: the base spec's.
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only; `None`: the base spec's.
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
+}
+
+/// Where one of a container's namespaces comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamespaceSource {
+    /// A namespace of its own.
+    #[default]
+    Private,
+    /// The agent's.
+    Host,
+    /// Another container's, by id (it must run when this one is made).
+    Container(String),
+}
+
+impl NamespaceSource {
+    /// The id of the container whose namespace is joined, if any.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            NamespaceSource::Container(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// The seccomp filter of a container's processes (see `spec::seccomp`).
@@ -499,6 +540,7 @@ impl ContainerConfig {
         if let Some(check) = &mut self.health_check {
             check.validate()?;
         }
+        self.check_namespaces()?;
         self.log.validate()?;
         self.validate_network()
     }
@@ -585,6 +627,12 @@ impl ContainerConfig {
             ("annotations", !self.annotations.is_empty()),
             ("seccomp", self.seccomp != Seccomp::default()),
             ("no_new_privileges", self.no_new_privileges.is_some()),
+            ("ipc", self.ipc != NamespaceSource::Private),
+            ("uts", self.uts != NamespaceSource::Private),
+            ("pid", self.pid != NamespaceSource::Private),
+            ("sysctls", !self.sysctls.is_empty()),
+            ("masked_paths", self.masked_paths.is_some()),
+            ("readonly_paths", self.readonly_paths.is_some()),
             ("image", matches!(self.root, RootSource::Image(_))),
         ];
         match set.iter().find(|(_, is_set)| *is_set) {
@@ -593,6 +641,56 @@ impl ContainerConfig {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Checks the shared namespaces, sysctls and path lists: joined
+    /// containers are valid ids other than this one, a hostname needs the
+    /// container's own UTS namespace, sysctl names are dotted words, paths
+    /// are absolute.
+    fn check_namespaces(&self) -> Result<()> {
+        for (what, source) in [("ipc", &self.ipc), ("uts", &self.uts), ("pid", &self.pid)] {
+            if let Some(other) = source.container() {
+                ids::validate("container", other)?;
+                if other == self.id {
+                    return Err(Error::InvalidArgument(format!(
+                        "{what}: a container cannot join its own namespace"
+                    )));
+                }
+            }
+        }
+        if self.uts != NamespaceSource::Private && self.hostname.is_some() {
+            return Err(Error::InvalidArgument(
+                "a hostname needs the container's own UTS namespace".into(),
+            ));
+        }
+        for (name, value) in &self.sysctls {
+            let word = |w: &str| {
+                !w.is_empty()
+                    && w.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            };
+            if !name.contains('.') || !name.split(['.', '/']).all(word) {
+                return Err(Error::InvalidArgument(format!("sysctl name {name:?}")));
+            }
+            if value.contains('\n') {
+                return Err(Error::InvalidArgument(format!(
+                    "sysctl {name}: the value has a newline"
+                )));
+            }
+        }
+        for path in self
+            .masked_paths
+            .iter()
+            .chain(&self.readonly_paths)
+            .flatten()
+        {
+            if !path.starts_with('/') {
+                return Err(Error::InvalidArgument(format!(
+                    "masked or read-only path {path:?} is not absolute"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the bounds of the labels and annotations: every container is
@@ -942,6 +1040,62 @@ mod tests {
                 ..given()
             },
             "ports cannot be set",
+        );
+    }
+
+    #[test]
+    fn shared_namespaces_sysctls_and_paths_follow_the_rules() {
+        let mut pod = ContainerConfig {
+            ipc: NamespaceSource::Container("sandbox".into()),
+            uts: NamespaceSource::Container("sandbox".into()),
+            pid: NamespaceSource::Host,
+            sysctls: [(
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+            .into_iter()
+            .collect(),
+            masked_paths: Some(vec!["/proc/kcore".into()]),
+            ..config()
+        };
+        pod.validate().unwrap();
+        invalid(
+            ContainerConfig {
+                ipc: NamespaceSource::Container("web".into()),
+                ..config()
+            },
+            "its own namespace",
+        );
+        invalid(
+            ContainerConfig {
+                pid: NamespaceSource::Container("a/b".into()),
+                ..config()
+            },
+            "a/b",
+        );
+        invalid(
+            ContainerConfig {
+                uts: NamespaceSource::Host,
+                hostname: Some("web".into()),
+                ..config()
+            },
+            "own UTS namespace",
+        );
+        for name in ["kernel", "net..x", "net.ipv4 x", ""] {
+            invalid(
+                ContainerConfig {
+                    sysctls: [(name.to_string(), "1".to_string())].into_iter().collect(),
+                    ..config()
+                },
+                "sysctl name",
+            );
+        }
+        invalid(
+            ContainerConfig {
+                readonly_paths: Some(vec!["proc/sys".into()]),
+                ..config()
+            },
+            "not absolute",
         );
     }
 

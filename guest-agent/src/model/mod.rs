@@ -17,8 +17,9 @@ pub mod status;
 
 pub use config::{
     CapabilityChanges, ContainerConfig, ContainerNetwork, HealthCheck, LogConfig,
-    MAX_ANNOTATIONS_TOTAL, MAX_LABEL_VALUE, MAX_LABELS_TOTAL, MAX_METADATA_KEY, Mount, NetworkMode,
-    ProcessSpec, RestartPolicy, Rlimit, RootSource, RootfsMount, Seccomp,
+    MAX_ANNOTATIONS_TOTAL, MAX_LABEL_VALUE, MAX_LABELS_TOTAL, MAX_METADATA_KEY, Mount,
+    NamespaceSource, NetworkMode, ProcessSpec, RestartPolicy, Rlimit, RootSource, RootfsMount,
+    Seccomp,
 };
 pub use events::{Event, EventDetails, EventFilter, EventKind};
 pub use health::{HealthResult, HealthState, HealthStatus};

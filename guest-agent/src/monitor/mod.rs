@@ -352,6 +352,11 @@ impl Monitor<'_> {
         let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
 
         let signals = child_signals()?;
+        // A container joining another's PID namespace is forked by libcrun
+        // from a process that then exits: as a subreaper this monitor
+        // still becomes its parent (not the machine's init), so its exit
+        // is seen and reaped here.
+        nix::sys::prctl::set_child_subreaper(true).map_err(errno_io)?;
 
         let spec_path = dir.join(store::CONFIG_FILE);
         let spec = std::fs::read_to_string(&spec_path)?;

@@ -2,7 +2,9 @@
 //! a detached exec process, through its monitor's attach socket (see
 //! `monitor::streams`), and listing a container's processes.
 
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -70,14 +72,12 @@ impl Runtime {
                     .join(ATTACH_SOCKET)
             }
         };
-        let stream = tokio::net::UnixStream::connect(&socket)
-            .await
-            .map_err(|e| {
-                Error::FailedPrecondition(format!(
-                    "cannot attach to {container_id}{}: {e}",
-                    exec_id.map(|e| format!(" exec {e}")).unwrap_or_default()
-                ))
-            })?;
+        let stream = connect_unix(&socket).await.map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "cannot attach to {container_id}{}: {e}",
+                exec_id.map(|e| format!(" exec {e}")).unwrap_or_default()
+            ))
+        })?;
         let (mut reader, mut writer) = stream.into_split();
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, mut in_rx) = mpsc::channel::<AttachInput>(16);
@@ -169,5 +169,57 @@ impl Runtime {
                 (pid, exec)
             })
             .collect())
+    }
+}
+
+/// Room in `sockaddr_un.sun_path`, without its terminating NUL.
+const SUN_PATH: usize = 107;
+
+/// Connects to the Unix socket at `path`, however long it is: a socket
+/// address holds 107 bytes, and the directory of a container named by a
+/// 64-character id (Kubernetes') under a deep root does not fit, so a long
+/// path is reached through an `O_PATH` descriptor of its directory
+/// (`/proc/self/fd/N/NAME`), held until the connection is made.
+async fn connect_unix(path: &Path) -> std::io::Result<tokio::net::UnixStream> {
+    if path.as_os_str().len() <= SUN_PATH {
+        return tokio::net::UnixStream::connect(path).await;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return tokio::net::UnixStream::connect(path).await;
+    };
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(dir.as_raw_fd().to_string())
+        .join(name);
+    let stream = tokio::net::UnixStream::connect(&short).await;
+    drop(dir);
+    stream
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_unix;
+
+    #[tokio::test]
+    async fn sockets_under_long_directories_are_reached() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("d".repeat(100)).join("e".repeat(64));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("attach.sock");
+        assert!(path.as_os_str().len() > 107);
+        let listener = {
+            // Bound as the monitor binds it: relative to its directory.
+            let dir = std::fs::File::open(&dir).unwrap();
+            let short = std::path::Path::new("/proc/self/fd")
+                .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+                .join("attach.sock");
+            tokio::net::UnixListener::bind(short).unwrap()
+        };
+        let (accepted, connected) = tokio::join!(listener.accept(), connect_unix(&path));
+        accepted.unwrap();
+        connected.unwrap();
     }
 }

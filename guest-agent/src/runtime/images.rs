@@ -81,6 +81,7 @@ impl Runtime {
         Overlay::in_dir(&dir, Vec::new()).unmount()?;
         super::rootfs::remove_noted(&dir);
         super::mounts::unmount_given_rootfs(&dir)?;
+        super::propagation::unstage(&dir);
         self.images.release(id)?;
         self.store.remove_container(id)
     }

@@ -10,8 +10,8 @@ use super::backend::Created;
 use super::{ContainerView, Entry, KILL_TIMEOUT, Runtime, check_host_resources, check_rootfs};
 use crate::error::{Error, IoContext, Result};
 use crate::model::{
-    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus, Operation,
-    Resources, RootSource, Status,
+    ContainerConfig, EventDetails, EventKind, ExitStatus, HealthState, HealthStatus,
+    NamespaceSource, Operation, Resources, RootSource, Status,
 };
 use crate::monitor::MonitorArgs;
 use crate::process::ProcessRef;
@@ -74,6 +74,12 @@ impl Runtime {
         check_host_resources(&config.resources)?;
         config.stdio.check_exists()?;
         let default_cgroup = format!("{}/{id}", self.cgroup_parent);
+        let shared = spec::SharedNamespaces {
+            ipc: self.shared_namespace(&config.ipc, "ipc")?,
+            uts: self.shared_namespace(&config.uts, "uts")?,
+            pid: self.shared_namespace(&config.pid, "pid")?,
+        };
+        let dir = self.store.container_dir(&id);
         let oci = match &config.oci_spec {
             Some(json) => {
                 let oci = spec::given::container(
@@ -90,16 +96,21 @@ impl Runtime {
                     .unwrap_or(false);
                 oci
             }
-            None => spec::build(
-                &config,
-                &spec::SpecContext {
-                    base: &self.base_spec,
-                    rootfs: &rootfs,
-                    cgroup_path: default_cgroup.clone(),
-                    netns: network.netns.clone(),
-                    network_files: network.files.clone(),
-                },
-            )?,
+            None => {
+                let mut oci = spec::build(
+                    &config,
+                    &spec::SpecContext {
+                        base: &self.base_spec,
+                        rootfs: &rootfs,
+                        cgroup_path: default_cgroup.clone(),
+                        netns: network.netns.clone(),
+                        network_files: network.files.clone(),
+                        shared,
+                    },
+                )?;
+                super::propagation::redirect(&mut oci, &dir, &config.mounts);
+                oci
+            }
         };
         let cgroup_path = oci
             .linux()
@@ -115,7 +126,6 @@ impl Runtime {
         if let Some(process) = oci.process() {
             spec::executable::check(&rootfs, process, &mounts)?;
         }
-        let dir = self.store.container_dir(&id);
         std::fs::create_dir_all(dir.join(store::LOGS_DIR))
             .context(|| format!("creating {}", dir.display()))?;
         if image_digest.is_none() {
@@ -162,6 +172,25 @@ impl Runtime {
         Ok(entry.view_of(record))
     }
 
+    /// The namespace `source` names: another container's is that of its
+    /// running process (`/proc/PID/ns/KIND`), so it must run.
+    fn shared_namespace(&self, source: &NamespaceSource, kind: &str) -> Result<spec::Shared> {
+        let other = match source {
+            NamespaceSource::Private => return Ok(spec::Shared::Own),
+            NamespaceSource::Host => return Ok(spec::Shared::Host),
+            NamespaceSource::Container(other) => other,
+        };
+        let record = self.entry(other)?.snapshot();
+        if !matches!(record.status, Status::Running | Status::Paused) || record.pid == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "container {other}, whose {kind} namespace is to be joined, is not running"
+            )));
+        }
+        Ok(spec::Shared::Join(
+            format!("/proc/{}/ns/{kind}", record.pid).into(),
+        ))
+    }
+
     /// Starts a monitor for run `run` and waits for its report.
     pub(super) async fn spawn_monitor(
         &self,
@@ -173,7 +202,12 @@ impl Runtime {
         if let RootSource::Mounts(mounts) = &config.root {
             self.mount_given_rootfs(id, mounts)?;
         }
-        self.backend
+        // Needed only while libcrun makes the container's mounts.
+        if config.oci_spec.is_none() {
+            self.stage(id, &config.mounts)?;
+        }
+        let created = self
+            .backend
             .create(MonitorArgs {
                 root: self.store.root().to_path_buf(),
                 id: id.clone(),
@@ -183,7 +217,9 @@ impl Runtime {
                 open_stdin: config.open_stdin,
                 exec: None,
             })
-            .await
+            .await;
+        super::propagation::unstage(&self.store.container_dir(id));
+        created
     }
 
     /// Starts a created container.
@@ -244,7 +280,11 @@ impl Runtime {
     }
 
     /// Sends `signal`; a paused container is thawed afterwards so that it
-    /// can act on it (unless it is gone already: killed while frozen).
+    /// can act on it (unless it is gone already: killed while frozen). A
+    /// process that has just exited (ESRCH: its exit is on its way from its
+    /// monitor, and the record still says it runs) is not an error: the
+    /// signal came a moment too late, as it would to a process exiting
+    /// right after taking it.
     pub(super) async fn signal(
         &self,
         id: &str,
@@ -254,7 +294,10 @@ impl Runtime {
     ) -> Result<()> {
         let cid = id.to_string();
         self.call(format!("signalling container {id}"), move |b| {
-            b.kill(&cid, signal, all)?;
+            match b.kill(&cid, signal, all) {
+                Err(e) if e.errno() == Some(libc::ESRCH) => return Ok(()),
+                other => other?,
+            }
             if paused {
                 match b.resume(&cid) {
                     // Killed while frozen: gone already, nothing to thaw.

@@ -20,6 +20,7 @@ mod mounts;
 pub mod network;
 mod observe;
 pub mod process;
+mod propagation;
 mod recovery;
 mod restart;
 mod rootfs;

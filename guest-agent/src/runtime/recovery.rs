@@ -427,10 +427,8 @@ impl Runtime {
             });
         }
         for (_, point) in self.mounts(Some(id))?.into_iter().rev() {
-            let c =
-                std::ffi::CString::new(point.as_os_str().as_encoded_bytes()).unwrap_or_default();
-            // SAFETY: lazily unmounts a mount point under the state root.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            // Private first: see `propagation::detach`.
+            let _ = super::propagation::detach(&point);
             removed.push(Orphan {
                 kind: OrphanKind::Mount,
                 container_id: id.to_string(),

@@ -27,8 +27,8 @@ use crate::logs::{LogEntry, LogQuery, Stream};
 use crate::model::{
     CapabilityChanges, ContainerConfig, ContainerMetrics, ContainerNetwork, Event, EventDetails,
     EventFilter, EventKind, ExitStatus, HealthCheck, HealthState, HealthStatus, LogConfig, Mount,
-    NetworkMode, Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy, Rlimit, RootSource,
-    RootfsMount, Seccomp, Status,
+    NamespaceSource, NetworkMode, Orphan, OrphanKind, ProcessSpec, Resources, RestartPolicy,
+    Rlimit, RootSource, RootfsMount, Seccomp, Status,
 };
 use crate::runtime::process::ProcessRecord;
 use crate::runtime::{ContainerView, Runtime};
@@ -277,8 +277,38 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             oci_spec: non_empty(c.oci_spec_json),
             stdio: c.stdio.unwrap_or_default().try_into()?,
             open_stdin: c.open_stdin,
+            ipc: c.ipc.map(NamespaceSource::from).unwrap_or_default(),
+            uts: c.uts.map(NamespaceSource::from).unwrap_or_default(),
+            pid: c.pid.map(NamespaceSource::from).unwrap_or_default(),
+            sysctls: c.sysctls.into_iter().collect(),
+            masked_paths: c.masked_paths.map(|l| l.paths),
+            readonly_paths: c.readonly_paths.map(|l| l.paths),
         })
     }
+}
+
+impl From<pb::NamespaceSource> for NamespaceSource {
+    fn from(s: pb::NamespaceSource) -> NamespaceSource {
+        use pb::namespace_source::Source;
+        match s.source {
+            None | Some(Source::Host(false)) => NamespaceSource::Private,
+            Some(Source::Host(true)) => NamespaceSource::Host,
+            Some(Source::Container(id)) => NamespaceSource::Container(id),
+        }
+    }
+}
+
+/// A namespace source on the wire: unset for a private one.
+fn wire_namespace(s: &NamespaceSource) -> Option<pb::NamespaceSource> {
+    use pb::namespace_source::Source;
+    let source = match s {
+        NamespaceSource::Private => return None,
+        NamespaceSource::Host => Source::Host(true),
+        NamespaceSource::Container(id) => Source::Container(id.clone()),
+    };
+    Some(pb::NamespaceSource {
+        source: Some(source),
+    })
 }
 
 impl TryFrom<pb::SeccompProfile> for Seccomp {
@@ -483,6 +513,12 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             oci_spec_json: c.oci_spec.clone().unwrap_or_default(),
             stdio: (!c.stdio.is_empty()).then(|| (&c.stdio).into()),
             open_stdin: c.open_stdin,
+            ipc: wire_namespace(&c.ipc),
+            uts: wire_namespace(&c.uts),
+            pid: wire_namespace(&c.pid),
+            sysctls: c.sysctls.clone().into_iter().collect(),
+            masked_paths: c.masked_paths.clone().map(|paths| pb::PathList { paths }),
+            readonly_paths: c.readonly_paths.clone().map(|paths| pb::PathList { paths }),
         }
     }
 }
@@ -921,10 +957,15 @@ pub fn pull_request(r: pb::PullImageRequest) -> Result<crun_shim_images::PullReq
     };
     // A malformed reference fails the call itself, before any stream.
     crun_shim_images::reference::parse(&r.reference)?;
+    let mirror = (!r.mirror.is_empty()).then_some(r.mirror);
+    if let Some(mirror) = &mirror {
+        crun_shim_images::reference::check_registry(mirror)?;
+    }
     Ok(crun_shim_images::PullRequest {
         reference: r.reference,
         credentials,
         platform,
+        mirror,
     })
 }
 

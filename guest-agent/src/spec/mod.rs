@@ -96,6 +96,25 @@ pub enum Netns {
     Join(PathBuf),
 }
 
+/// What "ALL" adds: every capability the agent itself holds in its bounding
+/// set (as Docker and containerd do), since a container cannot be given
+/// one the runtime lacks (`capset` fails). Every one oci-spec knows when
+/// the set cannot be read.
+fn held_capabilities() -> Vec<Capability> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        });
+    ALL_CAPABILITIES
+        .into_iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|set| set & (1 << bit) != 0))
+        .map(|(_, cap)| cap)
+        .collect()
+}
+
 /// Inputs the runtime supplies beyond the config.
 #[derive(Debug, Clone)]
 pub struct SpecContext<'a> {
@@ -111,6 +130,32 @@ pub struct SpecContext<'a> {
     /// such as the generated `/etc/hosts` and `/etc/resolv.conf`. A mount of
     /// the config on the same destination wins.
     pub network_files: Vec<(String, PathBuf)>,
+    /// The IPC, UTS and PID namespaces, as the runtime resolved the
+    /// config's sources.
+    pub shared: SharedNamespaces,
+}
+
+/// Where a container's IPC, UTS and PID namespaces come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SharedNamespaces {
+    /// The IPC namespace.
+    pub ipc: Shared,
+    /// The UTS namespace.
+    pub uts: Shared,
+    /// The PID namespace.
+    pub pid: Shared,
+}
+
+/// One namespace, as the runtime resolved it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Shared {
+    /// A new one (libcrun's default spec has one of each).
+    #[default]
+    Own,
+    /// The agent's.
+    Host,
+    /// An existing one, by path (`/proc/PID/ns/ipc` of another container).
+    Join(PathBuf),
 }
 
 /// Parses libcrun's default spec (`libcrun_sys::default_spec`).
@@ -152,7 +197,11 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
     root.set_readonly(Some(config.read_only_rootfs));
     spec.set_root(Some(root));
 
-    spec.set_hostname(Some(hostname(config)?));
+    // A joined or the host's UTS namespace keeps its hostname.
+    spec.set_hostname(match ctx.shared.uts {
+        Shared::Own => Some(hostname(config)?),
+        Shared::Host | Shared::Join(_) => None,
+    });
 
     let mut mounts = merge_mounts(spec.mounts().as_deref().unwrap_or_default(), &config.mounts)?;
     for (destination, source) in &ctx.network_files {
@@ -182,6 +231,9 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
 
     let linux = spec.linux_mut().get_or_insert_with(Linux::default);
     linux.set_seccomp(filter);
+    if let Some(propagation) = rootfs_propagation(&config.mounts) {
+        linux.set_rootfs_propagation(Some(propagation.into()));
+    }
     let namespaces = linux.namespaces_mut().get_or_insert_with(Vec::new);
     // In place of the base's network namespace, if it has one.
     let base_network = namespaces
@@ -206,6 +258,41 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
             namespaces.push(network);
         }
     }
+    for (typ, shared) in [
+        (LinuxNamespaceType::Ipc, &ctx.shared.ipc),
+        (LinuxNamespaceType::Uts, &ctx.shared.uts),
+        (LinuxNamespaceType::Pid, &ctx.shared.pid),
+    ] {
+        // In place of the base's namespace of the kind, if it has one.
+        let path = match shared {
+            Shared::Join(path) => Some(path.clone()),
+            Shared::Own | Shared::Host => None,
+        };
+        match namespaces.iter().position(|ns| ns.typ() == typ) {
+            Some(i) if *shared == Shared::Host => {
+                namespaces.remove(i);
+            }
+            Some(i) => {
+                namespaces[i].set_path(path);
+            }
+            None if *shared == Shared::Host => {}
+            None => {
+                let mut namespace = LinuxNamespace::default();
+                namespace.set_typ(typ);
+                namespace.set_path(path);
+                namespaces.push(namespace);
+            }
+        }
+    }
+    if !config.sysctls.is_empty() {
+        linux.set_sysctl(Some(config.sysctls.clone().into_iter().collect()));
+    }
+    if let Some(paths) = &config.masked_paths {
+        linux.set_masked_paths(Some(paths.clone()));
+    }
+    if let Some(paths) = &config.readonly_paths {
+        linux.set_readonly_paths(Some(paths.clone()));
+    }
     // The base's other resources (its device rules) stay.
     let limits = resources(&config.resources);
     let linux_resources = linux
@@ -222,6 +309,26 @@ pub fn build(config: &ContainerConfig, ctx: &SpecContext) -> Result<Spec> {
             .extend(config.annotations.clone());
     }
     Ok(spec)
+}
+
+/// The propagation the root filesystem needs for the mounts' own: a mount
+/// receiving the host's mounts (`rslave`) or sharing them both ways
+/// (`rshared`) only does so if the container's root is not private
+/// (libcrun makes it `rprivate` by default, which cuts them off), as runc
+/// and containerd set it.
+fn rootfs_propagation(mounts: &[model::Mount]) -> Option<&'static str> {
+    let has = |flags: &[&str]| {
+        mounts
+            .iter()
+            .any(|m| m.options.iter().any(|o| flags.contains(&o.as_str())))
+    };
+    if has(&["rshared", "shared"]) {
+        Some("rshared")
+    } else if has(&["rslave", "slave"]) {
+        Some("rslave")
+    } else {
+        None
+    }
 }
 
 /// The cgroup limits set in `r`; unset ones stay unset. Also the JSON
@@ -630,7 +737,7 @@ fn change_capabilities(
     let (drop_all, drop) = parse(&changes.drop)?;
     let change = |set: &Option<Capabilities>| -> Capabilities {
         if add_all {
-            ALL_CAPABILITIES
+            held_capabilities()
                 .into_iter()
                 .filter(|c| !drop.contains(c))
                 .collect()

@@ -49,6 +49,7 @@ fn build_with(base: &Spec, rootfs: &Path, config: &ContainerConfig) -> Result<Sp
                 _ => Netns::New,
             },
             network_files: Vec::new(),
+            shared: SharedNamespaces::default(),
         },
     )
 }
@@ -410,6 +411,7 @@ fn a_joined_namespace_and_network_files_are_in_the_spec() {
             rootfs: root.path(),
             cgroup_path: "/libcrun-shim/test/web".into(),
             netns: Netns::Join("/run/test/netns/web".into()),
+            shared: SharedNamespaces::default(),
             network_files: vec![
                 ("/etc/hosts".into(), hosts.clone()),
                 (
@@ -452,6 +454,103 @@ fn a_joined_namespace_and_network_files_are_in_the_spec() {
             .unwrap()
             .ends_with("etc/passwd")
     );
+}
+
+#[test]
+fn shared_namespaces_sysctls_and_paths_are_in_the_spec() {
+    let base = base();
+    let root = rootfs();
+    let config = ContainerConfig {
+        sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())]
+            .into_iter()
+            .collect(),
+        masked_paths: Some(Vec::new()),
+        ..config()
+    };
+    let spec = build(
+        &config,
+        &SpecContext {
+            base: &base,
+            rootfs: root.path(),
+            cgroup_path: "/libcrun-shim/test/web".into(),
+            netns: Netns::New,
+            network_files: Vec::new(),
+            shared: SharedNamespaces {
+                ipc: Shared::Join("/proc/42/ns/ipc".into()),
+                uts: Shared::Join("/proc/42/ns/uts".into()),
+                pid: Shared::Host,
+            },
+        },
+    )
+    .unwrap();
+    let of = |typ: LinuxNamespaceType| -> Vec<Option<PathBuf>> {
+        linux(&spec)
+            .namespaces()
+            .iter()
+            .flatten()
+            .filter(|ns| ns.typ() == typ)
+            .map(|ns| ns.path().clone())
+            .collect()
+    };
+    assert_eq!(
+        of(LinuxNamespaceType::Ipc),
+        vec![Some("/proc/42/ns/ipc".into())]
+    );
+    assert_eq!(
+        of(LinuxNamespaceType::Uts),
+        vec![Some("/proc/42/ns/uts".into())]
+    );
+    assert!(
+        of(LinuxNamespaceType::Pid).is_empty(),
+        "the host's PID namespace"
+    );
+    assert_eq!(of(LinuxNamespaceType::Mount).len(), 1);
+    assert_eq!(
+        spec.hostname(),
+        &None,
+        "a joined UTS namespace keeps its name"
+    );
+    let l = linux(&spec);
+    assert_eq!(
+        l.sysctl()
+            .as_ref()
+            .unwrap()
+            .get("net.ipv4.ip_forward")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(l.masked_paths().as_deref(), Some(&[][..]));
+    assert_eq!(
+        l.readonly_paths(),
+        linux(&base).readonly_paths(),
+        "the base's stay"
+    );
+}
+
+#[test]
+fn mount_propagation_sets_the_root_propagation_it_needs() {
+    let with = |options: &[&str]| {
+        let root = rootfs();
+        let mount = model::Mount {
+            destination: "/data".into(),
+            source: root.path().join("etc").display().to_string(),
+            kind: "bind".into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            read_only: false,
+        };
+        let spec = build_in(&ContainerConfig {
+            mounts: vec![mount],
+            ..config()
+        })
+        .unwrap();
+        linux(&spec).rootfs_propagation().clone()
+    };
+    assert_eq!(
+        with(&["rbind", "rprivate"]),
+        linux(&base()).rootfs_propagation().clone()
+    );
+    assert_eq!(with(&["rbind", "rslave"]).as_deref(), Some("rslave"));
+    assert_eq!(with(&["rbind", "rshared"]).as_deref(), Some("rshared"));
 }
 
 #[test]
@@ -688,7 +787,8 @@ fn capability_changes() {
     let spec = with(&["all"], &["sys_admin"]).unwrap();
     for pick in sets {
         let caps = capability_set(&spec, pick);
-        assert_eq!(caps.len(), ALL_CAPABILITIES.len() - 1);
+        // "ALL" is what the agent holds (this machine's bounding set).
+        assert_eq!(caps.len(), held_capabilities().len() - 1);
         assert!(!caps.contains(&Capability::SysAdmin));
         assert!(caps.contains(&Capability::NetRaw));
     }

@@ -12,7 +12,9 @@
 //! 8. the VM path under QEMU TCG: boot, lifecycle through the VM's agent
 //!    beside the local one, and one call over hybrid vsock;
 //! 9. containerd through our shim vs its runc.v2 shim on crun: `ctr run
-//!    --rm` latency and memory per idle task.
+//!    --rm` latency and memory per idle task;
+//! 10. Kubernetes CRI through crictl: a pod and one container against
+//!     crun-shim-cri vs containerd 1.6's CRI plugin.
 //!
 //! It prints a table of medians and ratios and writes `results.json`,
 //! `results.md` and `results.svg`. `integration/bench.sh` installs the
@@ -57,7 +59,7 @@ pub struct Options {
     #[arg(long, default_value_t = 1024)]
     log_mib: u64,
     /// Only these scenarios (lifecycle, throughput, logs, memory, events,
-    /// shim, pull, vm, network).
+    /// shim, pull, vm, network, cri).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -152,6 +154,15 @@ async fn run_all(
                 record("image-start", Ok(starts));
             }
             Err(e) => record("pull", Err(e)),
+        }
+    }
+    if wanted("cri") {
+        match scenarios::cri::measure(&setup).await {
+            Ok([cycle, steps]) => {
+                record("cri", Ok(cycle));
+                record("cri-steps", Ok(steps));
+            }
+            Err(e) => record("cri", Err(e)),
         }
     }
     if wanted("vm") {

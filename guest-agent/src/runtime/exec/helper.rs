@@ -61,7 +61,7 @@ pub(crate) async fn start(
         .context(|| format!("writing {}", process_file.display()))?;
 
     let console = if tty {
-        let name = format!("{base}.sock");
+        let name = console_socket_name(&exec_dir, &base);
         let path = exec_dir.join(&name);
         files.0.push(path.clone());
         let listener = tokio::net::UnixListener::bind(&path)
@@ -267,4 +267,38 @@ async fn receive_terminal(listener: &tokio::net::UnixListener) -> Result<AsyncFd
         tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE,
     )
     .context(|| "registering the terminal".into())
+}
+
+/// The name of an exec's console socket in `exec_dir`: `BASE.sock`, or,
+/// when that path would not fit a socket address (108 bytes: 64-character
+/// container ids such as Kubernetes' do not), a hash of it.
+fn console_socket_name(exec_dir: &std::path::Path, base: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    /// Room in `sockaddr_un.sun_path`, with its terminating NUL.
+    const SUN_PATH: usize = 107;
+    let name = format!("{base}.sock");
+    if exec_dir.join(&name).as_os_str().len() <= SUN_PATH {
+        return name;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    base.hash(&mut hasher);
+    format!("{:016x}.sock", hasher.finish())
+}
+
+#[cfg(test)]
+mod socket_name_tests {
+    use super::console_socket_name;
+
+    #[test]
+    fn long_console_socket_names_are_hashed_to_fit() {
+        let dir = std::path::Path::new("/var/lib/libcrun-shim/agent/exec");
+        assert_eq!(console_socket_name(dir, "web.e1"), "web.e1.sock");
+        let long = format!("{}.{}", "a".repeat(64), "b".repeat(24));
+        let name = console_socket_name(dir, &long);
+        assert!(dir.join(&name).as_os_str().len() <= 107, "{name}");
+        assert_ne!(
+            name,
+            console_socket_name(dir, &format!("{}.c", "a".repeat(64)))
+        );
+    }
 }

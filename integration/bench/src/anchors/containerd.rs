@@ -1,5 +1,6 @@
 //! containerd 1.6 with `ctr`, on a private socket, root and state (its
-//! CRI plugin off), running crun through the runc v2 shim.
+//! CRI plugin off, or on for the CRI scenario), running crun through the
+//! runc v2 shim.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,20 +16,94 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Starts containerd and waits for its socket.
+    /// Starts containerd (its CRI plugin off) and waits for its socket.
     pub fn start() -> io::Result<Containerd> {
+        Self::start_with(
+            "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+            "",
+            |_| Ok(()),
+        )
+    }
+
+    /// Starts containerd with its CRI plugin on, as a kubelet node runs it:
+    /// crun through the runc v2 shim, the sandbox image and the `mirrored`
+    /// registries from `registry` (plain HTTP), and a bridge pod network of
+    /// its own (a bridge and subnet named after this process) from the CNI
+    /// plugins in `/usr/lib/cni`. Its streaming server listens on a free
+    /// loopback port.
+    pub fn start_cri(
+        registry: &str,
+        sandbox_image: &str,
+        mirrored: &[&str],
+    ) -> io::Result<Containerd> {
+        let table = |sub: &str| format!("[plugins.\"io.containerd.grpc.v1.cri\"{sub}]\n");
+        let mut tables = format!(
+            "{}  sandbox_image = {sandbox_image:?}\n  disable_apparmor = true\n  \
+             restrict_oom_score_adj = true\n  \
+             stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\
+             {}  default_runtime_name = \"crun\"\n\
+             {}  runtime_type = \"io.containerd.runc.v2\"\n\
+             {}  BinaryName = \"/usr/bin/crun\"\n\
+             {}  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"CNI_DIR\"\n",
+            table(""),
+            table(".containerd"),
+            table(".containerd.runtimes.crun"),
+            table(".containerd.runtimes.crun.options"),
+            table(".cni"),
+        );
+        for name in mirrored {
+            tables.push_str(&table(&format!(".registry.mirrors.\"{name}\"")));
+            tables.push_str(&format!("  endpoint = [\"http://{registry}\"]\n"));
+        }
+        let pid = std::process::id();
+        Self::start_with("", &tables, |dir| {
+            let cni = dir.join("cni");
+            std::fs::create_dir_all(&cni)?;
+            let network = serde_json::json!({
+                "cniVersion": "0.4.0",
+                "name": format!("bench-cri-{pid}"),
+                "plugins": [
+                    {
+                        "type": "bridge",
+                        "bridge": format!("bcri{}", pid % 100_000),
+                        "isGateway": true,
+                        "ipMasq": true,
+                        "ipam": {
+                            "type": "host-local",
+                            "ranges": [[{
+                                "subnet": format!("10.{}.{}.0/24", 200 + pid % 50, (pid / 50) % 250),
+                            }]],
+                            "routes": [{"dst": "0.0.0.0/0"}],
+                        },
+                    },
+                    {"type": "portmap", "capabilities": {"portMappings": true}},
+                ],
+            });
+            std::fs::write(cni.join("10-bench.conflist"), network.to_string())
+        })
+    }
+
+    /// Starts containerd with `top` (top-level keys) and `tables` in its
+    /// configuration (`CNI_DIR` there becomes `DIR/cni`), after `prepare`
+    /// made what it needs in its directory, and waits for its socket.
+    fn start_with(
+        top: &str,
+        tables: &str,
+        prepare: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<Containerd> {
         let dir = tempfile::Builder::new()
             .prefix("bench-containerd")
             .tempdir()?;
+        prepare(dir.path())?;
         let path = |p: &str| dir.path().join(p).display().to_string();
         let config = format!(
-            "version = 2\nroot = {root:?}\nstate = {state:?}\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = {socket:?}\n[ttrpc]\n  address = {ttrpc:?}\n",
+            "version = 2\nroot = {root:?}\nstate = {state:?}\n{top}\
+             [grpc]\n  address = {socket:?}\n[ttrpc]\n  address = {ttrpc:?}\n{tables}",
             root = path("root"),
             state = path("state"),
             socket = path("containerd.sock"),
             ttrpc = path("containerd.sock.ttrpc"),
+            tables = tables.replace("CNI_DIR", &path("cni")),
         );
         std::fs::write(dir.path().join("config.toml"), config)?;
         let log = std::fs::File::create(dir.path().join("containerd.log"))?;
@@ -48,6 +123,11 @@ impl Containerd {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(containerd)
+    }
+
+    /// The CRI endpoint (with the CRI plugin on), as crictl takes it.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket().display())
     }
 
     fn socket(&self) -> PathBuf {

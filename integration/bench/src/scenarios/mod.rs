@@ -1,6 +1,7 @@
 //! The scenarios, each measuring libcrun-shim beside its anchors on the
 //! same work, in one run.
 
+pub mod cri;
 pub mod events;
 pub mod images;
 pub mod lifecycle;
