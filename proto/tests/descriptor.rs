@@ -40,6 +40,7 @@ fn every_service_and_rpc_of_the_api_is_there() {
         "ContainerService/Update",
         "ContainerService/Attach",
         "ContainerService/ListProcesses",
+        "ContainerService/Run",
         "ExecService/Exec",
         "ExecService/ExecSync",
         "ExecService/StartProcess",
@@ -93,6 +94,7 @@ fn streaming_rpcs_stream() {
     let want: BTreeSet<String> = [
         "ContainerService/ListStream server",
         "ContainerService/Attach bidi",
+        "ContainerService/Run server",
         "ExecService/Exec bidi",
         "LogService/Logs server",
         "EventService/Subscribe server",

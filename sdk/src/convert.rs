@@ -772,6 +772,9 @@ impl From<LogOptions> for pb::LogsRequest {
                 .map(|s| pb::LogStream::from(s) as i32)
                 .into_iter()
                 .collect(),
+            // Merged lines cost every hop far less than one entry per
+            // line; the SDK splits them again (`LogChunk::lines`).
+            merge_lines: true,
         }
     }
 }

@@ -63,6 +63,7 @@ mod images;
 mod logs;
 mod metrics;
 mod network;
+mod run;
 mod runtime;
 #[cfg(feature = "shim-v2")]
 pub mod shim;
@@ -93,6 +94,7 @@ pub use network::{
     ContainerNetwork, DnsConfig, HostEntry, NetworkInfo, NetworkInterface, NetworkMember,
     NetworkOptions, NetworkSubnet, Networks, PortMapping, Protocol,
 };
+pub use run::{RunEvent, RunOptions, RunStream};
 pub use runtime::{ContainerRuntime, EventStream, ListFilter, MetricsStream};
 #[cfg(feature = "shim-v2")]
 pub use shim::ShimV2;

@@ -79,6 +79,47 @@ pub struct LogChunk {
     pub partial: bool,
 }
 
+impl LogChunk {
+    /// The lines of a chunk that may hold several (the agent merges the
+    /// lines it read at the same time): one chunk per line, each complete
+    /// one with its newline, the last one partial if this one is.
+    pub(crate) fn lines(self) -> Lines {
+        Lines { chunk: self, at: 0 }
+    }
+}
+
+/// The lines of a [`LogChunk`], as chunks.
+pub(crate) struct Lines {
+    chunk: LogChunk,
+    /// Where the next line starts.
+    at: usize,
+}
+
+impl Iterator for Lines {
+    type Item = LogChunk;
+
+    fn next(&mut self) -> Option<LogChunk> {
+        let data = &self.chunk.data;
+        let rest = data.get(self.at..).filter(|r| !r.is_empty())?;
+        let (end, partial) = match memchr::memchr(b'\n', rest) {
+            Some(newline) => (self.at + newline + 1, false),
+            None => (data.len(), self.chunk.partial),
+        };
+        let line = if self.at == 0 && end == data.len() {
+            data.clone()
+        } else {
+            data.slice(self.at..end)
+        };
+        self.at = end;
+        Some(LogChunk {
+            stream: self.chunk.stream,
+            data: line,
+            time: self.chunk.time,
+            partial,
+        })
+    }
+}
+
 /// A container's collected output, as returned by
 /// [`ContainerRuntime::logs`](crate::ContainerRuntime::logs) (decoded
 /// lossily as UTF-8).
@@ -102,3 +143,49 @@ pub struct Logs {
 /// A stream of log chunks, as returned by
 /// [`ContainerRuntime::logs_stream`](crate::ContainerRuntime::logs_stream).
 pub type LogStream = Pin<Box<dyn Stream<Item = Result<LogChunk>> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(data: &'static [u8], partial: bool) -> LogChunk {
+        LogChunk {
+            stream: OutputStream::Stderr,
+            data: Bytes::from_static(data),
+            time: Some(SystemTime::UNIX_EPOCH),
+            partial,
+        }
+    }
+
+    fn lines(data: &'static [u8], partial: bool) -> Vec<(Vec<u8>, bool)> {
+        chunk(data, partial)
+            .lines()
+            .inspect(|c| {
+                assert_eq!(
+                    (c.stream, c.time),
+                    (OutputStream::Stderr, Some(SystemTime::UNIX_EPOCH))
+                )
+            })
+            .map(|c| (c.data.to_vec(), c.partial))
+            .collect()
+    }
+
+    #[test]
+    fn a_merged_chunk_splits_into_its_lines() {
+        assert_eq!(lines(b"one\n", false), [(b"one\n".to_vec(), false)]);
+        assert_eq!(lines(b"par", true), [(b"par".to_vec(), true)]);
+        assert_eq!(
+            lines(b"a\n\nb\n", false),
+            [
+                (b"a\n".to_vec(), false),
+                (b"\n".to_vec(), false),
+                (b"b\n".to_vec(), false)
+            ]
+        );
+        assert_eq!(
+            lines(b"a\nrest", true),
+            [(b"a\n".to_vec(), false), (b"rest".to_vec(), true)]
+        );
+        assert!(lines(b"", false).is_empty());
+    }
+}

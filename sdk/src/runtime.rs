@@ -22,6 +22,7 @@ use crate::images::ImageStore;
 use crate::logs::{LogChunk, LogOptions, LogStream, Logs, OutputStream};
 use crate::metrics::ContainerMetrics;
 use crate::network::Networks;
+use crate::run::{RunOptions, RunStream};
 use crate::system::{Info, Orphan, RecoverReport, ShutdownOptions, Version};
 
 /// Events buffered for a [`ContainerRuntime::subscribe_events`] receiver
@@ -199,6 +200,49 @@ impl ContainerRuntime {
             response.into_inner().container,
             "container",
         )?)
+    }
+
+    /// Runs a container to its end in one call: creates and starts it,
+    /// then streams its output as it is written and last its exit status
+    /// (see [`RunEvent`](crate::RunEvent)). What [`create`](Self::create), [`start`](Self::start),
+    /// [`logs_stream`](Self::logs_stream), [`wait`](Self::wait) and
+    /// [`delete`](Self::delete) do, in one round trip. Errors of the create
+    /// and the start are this call's; a dropped stream leaves the container
+    /// running (and with [`RunOptions::remove`], removed once it exits).
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
+    /// use futures::StreamExt;
+    /// use libcrun_shim::{ContainerConfig, RootSource, RunEvent, RunOptions};
+    /// let config = ContainerConfig {
+    ///     id: "hello".into(),
+    ///     root: RootSource::Rootfs("/srv/busybox".into()),
+    ///     command: vec!["echo".into(), "hello".into()],
+    ///     ..Default::default()
+    /// };
+    /// let mut run = runtime.run(config, RunOptions { remove: true }).await?;
+    /// while let Some(event) = run.next().await {
+    ///     match event? {
+    ///         RunEvent::Output(chunk) => print!("{}", String::from_utf8_lossy(&chunk.data)),
+    ///         RunEvent::Exit(exit) => println!("exited with {}", exit.exit_code),
+    ///         RunEvent::Started(_) => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, config: ContainerConfig, options: RunOptions) -> Result<RunStream> {
+        let request = pb::RunContainerRequest {
+            config: Some(config.into()),
+            agent: self.client.agent(),
+            remove: options.remove,
+        };
+        let stream = self.client.containers().run(request).await?.into_inner();
+        Ok(Box::pin(
+            stream
+                .map_err(Error::from)
+                .map_ok(|message| futures::stream::iter(crate::run::events(message)))
+                .try_flatten(),
+        ))
     }
 
     /// Starts a created container.
@@ -649,12 +693,13 @@ impl ContainerRuntime {
             stream
                 .map_err(Error::from)
                 .map_ok(|batch| {
-                    futures::stream::iter(
-                        batch
-                            .entries
-                            .into_iter()
-                            .map(|entry| Ok(LogChunk::try_from(entry)?)),
-                    )
+                    futures::stream::iter(batch.entries.into_iter().flat_map(|entry| {
+                        let (lines, error) = match LogChunk::try_from(entry) {
+                            Ok(chunk) => (Some(chunk.lines()), None),
+                            Err(e) => (None, Some(Err(e.into()))),
+                        };
+                        lines.into_iter().flatten().map(Ok).chain(error)
+                    }))
                 })
                 .try_flatten(),
         ))

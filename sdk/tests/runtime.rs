@@ -110,6 +110,59 @@ async fn the_lifecycle_of_a_container() {
     assert!(rt.list().await.unwrap().is_empty());
 }
 
+/// `run` through the daemon: output as written, the exit last, and with
+/// `remove` the container gone (from the daemon's routing too: the id can
+/// be used again at once).
+#[tokio::test]
+async fn run_to_the_end_in_one_call() {
+    let f = fixture().await;
+    let rt = &f.runtime;
+    for round in 0..2 {
+        let config = f.config("once", "echo one; echo two >&2; exit 4");
+        let mut run = rt.run(config, RunOptions { remove: true }).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(event) = run.next().await {
+            seen.push(event.unwrap());
+        }
+        match &seen[..] {
+            [RunEvent::Started(info), rest @ .., RunEvent::Exit(exit)] => {
+                assert_eq!(info.status, ContainerStatus::Running, "round {round}");
+                assert!(!info.agent.is_empty(), "the daemon names the agent");
+                assert_eq!(exit.exit_code, 4);
+                let mut out: Vec<(OutputStream, String)> = rest
+                    .iter()
+                    .map(|e| match e {
+                        RunEvent::Output(c) => {
+                            (c.stream, String::from_utf8_lossy(&c.data).into_owned())
+                        }
+                        other => panic!("{other:?} between started and exit"),
+                    })
+                    .collect();
+                out.sort_by_key(|(stream, _)| *stream == OutputStream::Stderr);
+                assert_eq!(
+                    out,
+                    [
+                        (OutputStream::Stdout, "one\n".to_string()),
+                        (OutputStream::Stderr, "two\n".to_string())
+                    ]
+                );
+            }
+            other => panic!("unexpected run: {other:?}"),
+        }
+        let gone = rt.inspect("once").await.unwrap_err();
+        assert!(matches!(gone, Error::NotFound(_)), "{gone:?}");
+    }
+    // A create that fails is the call's error.
+    let mut bad = f.config("bad", "true");
+    bad.root = RootSource::Rootfs("/nonexistent-rootfs".into());
+    let failed = rt
+        .run(bad, RunOptions::default())
+        .await
+        .err()
+        .expect("error");
+    assert!(matches!(failed, Error::NotFound(_)), "{failed:?}");
+}
+
 #[tokio::test]
 async fn wait_and_kill_and_forced_delete() {
     let f = fixture().await;

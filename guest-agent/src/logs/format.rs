@@ -11,8 +11,9 @@ const TIME_LEN: usize = 30;
 /// Length of a line's header: timestamp, stream and tag with a space after
 /// each (both stream names have 6 letters).
 pub(super) const HEADER_LEN: usize = TIME_LEN + 1 + 6 + 1 + 1 + 1;
-/// Where the tag is in the header.
-const TAG_AT: usize = HEADER_LEN - 2;
+/// Where the tag is in the header: the bytes before it are the time and
+/// the stream.
+pub(super) const TAG_AT: usize = HEADER_LEN - 2;
 /// The last second with a four-digit year: 9999-12-31T23:59:59Z.
 const MAX_SECS: u64 = 253_402_300_799;
 

@@ -23,6 +23,7 @@
 //! status survive.
 
 pub mod exec;
+mod memory;
 pub mod streams;
 
 use std::fs::File;
@@ -168,6 +169,7 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Runs a monitor: waits for its instructions on stdin, then creates and
 /// monitors the container. Returns the process exit code.
 pub fn run() -> i32 {
+    memory::configure_allocator();
     // The agent gave us: stdin a pipe carrying our instructions, stdout the
     // report pipe, stderr its own. Keep the report pipe away from 0-2,
     // which the container inherits.
@@ -408,10 +410,9 @@ impl Monitor<'_> {
         report_created(report, state.pid)?;
         nonblocking(&outputs)?;
         let writer = LogWriter::open(&dir.join(store::LOGS_DIR), self.args.log)?;
-        // Give back what libcrun's parsing and setup allocated: the monitor
+        // Give back what libcrun's parsing and setup used: the monitor
         // lives as long as the container.
-        // SAFETY: malloc_trim only returns free heap memory to the kernel.
-        unsafe { libc::malloc_trim(0) };
+        memory::settle();
         Ok(Some(Running {
             pid: state.pid,
             outputs,
@@ -480,8 +481,7 @@ impl Monitor<'_> {
         }
         report_created(report, pid)?;
         nonblocking(&outputs)?;
-        // SAFETY: malloc_trim only returns free heap memory to the kernel.
-        unsafe { libc::malloc_trim(0) };
+        memory::settle();
         Ok(Some(Running {
             pid,
             outputs,

@@ -69,8 +69,11 @@ impl Launcher {
     }
 
     /// A monitor running `args`: the spare if it is still there, else a new
-    /// one. Its stdout carries its report.
-    pub fn launch(&self, args: &MonitorArgs) -> std::io::Result<Child> {
+    /// one, started on a blocking thread (fork and exec hold the calling
+    /// thread until the child has exec'd: on an async worker that stalled
+    /// every other call, tens of ms on a loaded machine). Its stdout
+    /// carries its report.
+    async fn launch(&self, args: &MonitorArgs) -> std::io::Result<Child> {
         let line = serde_json::to_string(args).map_err(std::io::Error::other)? + "\n";
         let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut child) = spare {
@@ -81,15 +84,20 @@ impl Launcher {
             }
             // The spare died: reap it and start afresh.
             let _ = child.kill();
-            let _ = child.wait();
+            reap_later(child);
         }
-        let mut child = spawn(&self.binary)?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("monitor stdin"))?;
-        stdin.write_all(line.as_bytes())?;
-        Ok(child)
+        let binary = self.binary.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut child = spawn(&binary)?;
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| std::io::Error::other("monitor stdin"))?;
+            stdin.write_all(line.as_bytes())?;
+            Ok(child)
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Starts a monitor running `args` and waits for its report: the
@@ -99,6 +107,7 @@ impl Launcher {
         let what = args.what();
         let mut child = self
             .launch(args)
+            .await
             .context(|| format!("starting {}", self.binary.display()))?;
         self.refill();
         let monitor = ProcessRef::of(child.id() as i32);

@@ -557,9 +557,16 @@ impl Runtime {
         record.monitor = None;
         record.last_exit = Some(exit);
         record.exit_unknown = unknown;
-        if let Err(e) = self.commit(&entry, &record) {
-            warn!(container = %id, error = %e, "cannot save the exit");
-        }
+        // Shown and announced first, saved after: the exit is durable
+        // already in the monitor's exit.json, and the record's save (a new
+        // file renamed into place: milliseconds on a busy disk) is off the
+        // path of every waiter and subscriber. An agent killed between the
+        // event and the save finds the record still running and exit.json
+        // written, records the exit again and announces it again: a
+        // subscriber may see an exit twice after a crash, never not at all
+        // (saved first, a crash before the event lost it). Delete and
+        // Start wait for the entry's lock, held until the save is done.
+        entry.set(&record);
         if exit.oom_killed {
             self.emit(EventKind::Oom, &record, None, None);
         }
@@ -569,6 +576,9 @@ impl Runtime {
             None,
             Some(EventDetails::Exit(exit)),
         );
+        if let Err(e) = self.store.save_record(&record) {
+            warn!(container = %id, error = %e, "cannot save the exit");
+        }
         info!(container = %id, exit_code = exit.exit_code, signal = exit.signal, "container exited");
         if was_started {
             self.schedule_restart(&record);

@@ -24,6 +24,7 @@ mod propagation;
 mod recovery;
 mod restart;
 mod rootfs;
+mod run;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ pub use backend::Backend;
 pub use entry::{ContainerView, Entry, Inspection};
 pub use network::{NetworkInfo, NetworkOptions};
 pub use recovery::RecoverReport;
+pub use run::RunEvent;
 
 use crate::error::{Error, IoContext, Result};
 use crate::events::{EventDraft, Journal, JournalLimits};

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use libcrun_shim_proto::v1::{self as pb, container_service_server::ContainerService};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -12,11 +13,13 @@ use crate::error::Error;
 use crate::model::{ContainerConfig, Resources};
 use crate::runtime::attach::AttachInput;
 use crate::runtime::exec::ExecOutput;
-use crate::runtime::{ContainerView, ListFilter, Runtime};
+use crate::runtime::{ContainerView, ListFilter, RunEvent, Runtime};
 use crate::spec;
 
 type AttachStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::AttachResponse, Status>> + Send>>;
+type RunStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::RunContainerResponse, Status>> + Send>>;
 
 /// The container lifecycle service.
 pub struct Containers {
@@ -283,5 +286,27 @@ impl ContainerService for Containers {
             })
             .collect();
         Ok(Response::new(pb::ListProcessesResponse { processes }))
+    }
+
+    type RunStream = RunStream;
+
+    async fn run(&self, request: Request<pb::RunContainerRequest>) -> RpcResult<RunStream> {
+        use pb::run_container_response::Event;
+        let r = request.into_inner();
+        let config = r
+            .config
+            .ok_or(ConversionError::Missing("config"))
+            .and_then(ContainerConfig::try_from)
+            .map_err(Error::from)?;
+        let events = self.runtime.run(config, r.remove).await?;
+        let stream = ReceiverStream::new(events).map(|event| {
+            let event = match event? {
+                RunEvent::Started(view) => Event::Started(view.as_ref().into()),
+                RunEvent::Output(entries) => Event::Output(super::logs::response(entries, false)),
+                RunEvent::Exit(exit) => Event::Exit((&exit).into()),
+            };
+            Ok(pb::RunContainerResponse { event: Some(event) })
+        });
+        Ok(Response::new(Box::pin(stream)))
     }
 }

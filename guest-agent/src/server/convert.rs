@@ -708,6 +708,7 @@ impl TryFrom<&pb::LogsRequest> for LogQuery {
             until: r.until.map(|t| time(t, "until")).transpose()?,
             stdout,
             stderr,
+            merge_lines: r.merge_lines,
         })
     }
 }

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::RpcResult;
 use crate::error::Error;
-use crate::logs::LogQuery;
+use crate::logs::{LogEntry, LogQuery};
 use crate::runtime::Runtime;
 
 /// The log service.
@@ -39,20 +39,25 @@ impl LogService for Logs {
         let batches = self.runtime.logs(&r.container_id, query)?;
         let stream = ReceiverStream::new(batches).map(move |batch| {
             batch
-                .map(|entries| pb::LogsResponse {
-                    entries: entries
-                        .into_iter()
-                        .map(|e| {
-                            let mut entry = pb::LogEntry::from(e);
-                            if !timestamps {
-                                entry.time = None;
-                            }
-                            entry
-                        })
-                        .collect(),
-                })
+                .map(|entries| response(entries, timestamps))
                 .map_err(|e| Error::io("reading logs", e).into())
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// A batch of entries for the wire, with their times or without.
+pub(super) fn response(entries: Vec<LogEntry>, timestamps: bool) -> pb::LogsResponse {
+    pb::LogsResponse {
+        entries: entries
+            .into_iter()
+            .map(|e| {
+                let mut entry = pb::LogEntry::from(e);
+                if !timestamps {
+                    entry.time = None;
+                }
+                entry
+            })
+            .collect(),
     }
 }

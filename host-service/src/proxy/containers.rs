@@ -37,19 +37,8 @@ impl ContainerService for Containers {
         &self,
         request: Request<pb::CreateContainerRequest>,
     ) -> RpcResult<pb::CreateContainerResponse> {
-        let id = request
-            .get_ref()
-            .config
-            .as_ref()
-            .map(|c| c.id.clone())
-            .ok_or_else(|| Status::invalid_argument("config is required"))?;
-        if let Some(holder) = self.0.pool.cached(&id) {
-            return Err(Status::already_exists(format!(
-                "container {id} already exists on agent {}",
-                holder.name
-            )));
-        }
-        let agent = self.place(&request).await?;
+        let r = request.get_ref();
+        let (id, agent) = self.placed(&request, r.config.as_ref(), &r.agent).await?;
         let mut r = answer(&agent, agent.containers().create(forward(request)).await)?;
         self.0.pool.remember(&id, &agent.name);
         r.container = stamp(r.container, &agent.name);
@@ -178,6 +167,37 @@ impl ContainerService for Containers {
             agent.containers().list_processes(forward(request)).await,
         )?))
     }
+
+    type RunStream = Relayed<pb::RunContainerResponse>;
+
+    async fn run(&self, request: Request<pb::RunContainerRequest>) -> RpcResult<Self::RunStream> {
+        use futures::StreamExt;
+        let r = request.get_ref();
+        let remove = r.remove;
+        let (id, agent) = self.placed(&request, r.config.as_ref(), &r.agent).await?;
+        // Known before the container starts, so that a Kill meanwhile is
+        // routed without asking every agent.
+        self.0.pool.remember(&id, &agent.name);
+        let stream = match agent.containers().run(forward(request)).await {
+            Ok(response) => response.into_inner(),
+            Err(s) => {
+                self.0.pool.forget(&id);
+                return Err(agent.record_failure(s));
+            }
+        };
+        let pool = self.0.pool.clone();
+        let name = agent.name.clone();
+        let stream = stream.map(move |message| {
+            let mut message = message.map_err(|s| agent.record_failure(s))?;
+            match &mut message.event {
+                Some(pb::run_container_response::Event::Started(c)) => c.agent = name.clone(),
+                Some(pb::run_container_response::Event::Exit(_)) if remove => pool.forget(&id),
+                _ => {}
+            }
+            Ok(message)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// Names the agents a merged answer misses in its metadata.
@@ -235,18 +255,42 @@ impl Containers {
         Ok((containers, unreachable))
     }
 
+    /// The id of the container a Create (or Run) makes, and the agent it
+    /// goes to (see [`Containers::place`]). ALREADY_EXISTS when an agent is
+    /// known to hold the id.
+    async fn placed<T>(
+        &self,
+        request: &Request<T>,
+        config: Option<&pb::ContainerConfig>,
+        agent: &str,
+    ) -> Result<(String, std::sync::Arc<crate::agents::Agent>), Status> {
+        let id = config
+            .map(|c| c.id.clone())
+            .ok_or_else(|| Status::invalid_argument("config is required"))?;
+        if let Some(holder) = self.0.pool.cached(&id) {
+            return Err(Status::already_exists(format!(
+                "container {id} already exists on agent {}",
+                holder.name
+            )));
+        }
+        Ok((id, self.place(request, config, agent).await?))
+    }
+
     /// The agent a Create goes to: the one named; for a container joining
     /// another's network namespace, that container's agent; else the least
     /// loaded of the agents that hold its image and its networks (images
     /// are pulled to, and networks made on, one agent), or of all when
     /// none does (its agent then says what is missing).
-    async fn place(
+    /// `request` is the Create's (or Run's), `config` and `agent` its
+    /// fields.
+    async fn place<T>(
         &self,
-        request: &Request<pb::CreateContainerRequest>,
+        request: &Request<T>,
+        config: Option<&pb::ContainerConfig>,
+        agent: &str,
     ) -> Result<std::sync::Arc<crate::agents::Agent>, Status> {
-        let r = request.get_ref();
-        let Some(config) = r.config.as_ref().filter(|_| r.agent.is_empty()) else {
-            return self.0.pool.place(&r.agent);
+        let Some(config) = config.filter(|_| agent.is_empty()) else {
+            return self.0.pool.place(agent);
         };
         if config.network_mode() == pb::NetworkMode::Container {
             return self.0.pool.route(&config.network_container).await;

@@ -32,7 +32,13 @@ fn main() {
                 Err(e) => commands::report(&commands::CliError::from(e)),
             }
         }
-        _ => match tokio::runtime::Runtime::new() {
+        // One thread: a command is a handful of calls on one connection.
+        // A multi-thread runtime starts a worker per CPU (after reading the
+        // cgroup's CPU quota) and hands every message between threads.
+        _ => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(runtime) => {
                 let code = runtime
                     .block_on(commands::run(cli))

@@ -294,6 +294,18 @@ fn errors_are_one_line_and_a_non_zero_exit() {
             "crun-shim: invalid value 'sometimes' for '--restart <POLICY>'",
         ),
         (
+            &[
+                "run",
+                "--rm",
+                "--restart",
+                "always",
+                "--rootfs",
+                "/",
+                "true",
+            ][..],
+            "crun-shim: --rm and --restart exclude each other",
+        ),
+        (
             &["stop"][..],
             "crun-shim: the following required arguments were not provided",
         ),

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use libcrun_shim::{
     ContainerConfig, ContainerInfo, ContainerNetwork, ContainerRuntime, ContainerStatus, DnsConfig,
-    HealthCheck, HealthStatus, ListFilter, LogOptions, NetworkMode, OutputStream, ResourceLimits,
-    RootSource, SeccompProfile,
+    HealthCheck, HealthStatus, ListFilter, NetworkMode, OutputStream, ResourceLimits,
+    RestartPolicy, RootSource, RunEvent, RunOptions, SeccompProfile,
 };
 
 use super::{CliError, Result, key_value, key_values};
@@ -193,9 +193,17 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
     let id = a.name.unwrap_or_else(generated_id);
     let (interactive, terminal) = (a.container.interactive, a.container.tty);
     let config = config(id, root, a.container, command)?;
+    if a.rm && config.restart_policy != RestartPolicy::No {
+        return Err(CliError::Usage(
+            "--rm and --restart exclude each other: a removed container cannot restart".into(),
+        ));
+    }
+    if !(interactive || terminal || a.detach) {
+        return run_to_end(rt, config, a.rm).await;
+    }
     let id = rt.create(config).await?;
     // -i or -t: attached before the start, so nothing is missed.
-    let attached = if (interactive || terminal) && !a.detach {
+    let attached = if !a.detach {
         match rt.attach(&id).await {
             Ok(session) => Some(session),
             Err(e) => {
@@ -212,33 +220,43 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
         }
         return Err(e.into());
     }
-    if a.detach {
-        println!("{id}");
-        return Ok(0);
-    }
-    if let Some(session) = attached {
-        let code = super::exec::follow_attached(session, terminal, interactive).await?;
-        if a.rm {
-            rt.delete(&id).await?;
+    match attached {
+        Some(session) => {
+            let code = super::exec::follow_attached(session, terminal, interactive).await?;
+            if a.rm {
+                rt.delete(&id).await?;
+            }
+            Ok(code)
         }
-        return Ok(code);
+        None => {
+            println!("{id}");
+            Ok(0)
+        }
     }
-    let follow = LogOptions {
-        follow: true,
-        ..Default::default()
-    };
-    let mut logs = rt.logs_stream(&id, follow).await?;
+}
+
+/// `run` without a terminal or stdin: one Run call creates and starts the
+/// container, brings its output as it is written and its exit status (and
+/// with `--rm` the agent removes it, even if this process is killed).
+async fn run_to_end(rt: &ContainerRuntime, config: ContainerConfig, remove: bool) -> Result {
+    let id = config.id.clone();
+    let mut run = rt.run(config, RunOptions { remove }).await?;
     loop {
         tokio::select! {
-            chunk = logs.next() => match chunk {
-                Some(chunk) => {
-                    let chunk = chunk?;
-                    match chunk.stream {
+            event = run.next() => match event {
+                Some(event) => match event? {
+                    RunEvent::Output(chunk) => match chunk.stream {
                         OutputStream::Stdout => write_all(&mut std::io::stdout(), &chunk.data)?,
                         OutputStream::Stderr => write_all(&mut std::io::stderr(), &chunk.data)?,
-                    }
+                    },
+                    RunEvent::Exit(exit) => return Ok(exit.exit_code),
+                    RunEvent::Started(_) => {}
+                },
+                None => {
+                    return Err(CliError::Io(std::io::Error::other(format!(
+                        "the run of container {id} ended without its exit status"
+                    ))));
                 }
-                None => break,
             },
             // Ctrl-C goes to the container, as if it ran here.
             _ = tokio::signal::ctrl_c() => {
@@ -246,11 +264,6 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
             }
         }
     }
-    let exit = rt.wait(&id).await?;
-    if a.rm {
-        rt.delete(&id).await?;
-    }
-    Ok(exit.exit_code)
 }
 
 /// Writes and flushes.
