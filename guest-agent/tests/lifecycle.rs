@@ -341,131 +341,6 @@ async fn update_changes_the_limits_of_a_running_container() {
     );
 }
 
-/// Run: one call creates, starts, streams the output as written and ends
-/// with the exit status; with `remove` the container is gone by then.
-#[tokio::test]
-async fn run_streams_output_and_exit_in_one_call() {
-    use pb::run_container_response::Event;
-    let mut h = Harness::start().await;
-    let run = |config, remove| pb::RunContainerRequest {
-        config: Some(config),
-        agent: String::new(),
-        remove,
-    };
-    let config = h.sh(
-        "ran",
-        "echo out; echo err >&2; sleep 0.2; echo more; exit 7",
-    );
-    let mut stream = h
-        .containers
-        .run(run(config, true))
-        .await
-        .expect("run")
-        .into_inner();
-    let mut started = None;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let mut exit = None;
-    while let Some(message) = stream.message().await.expect("run stream") {
-        assert!(exit.is_none(), "exit is last");
-        match message.event.expect("event") {
-            Event::Started(c) => {
-                assert!(started.is_none() && stdout.is_empty(), "started is first");
-                started = Some(c);
-            }
-            Event::Output(batch) => {
-                assert!(started.is_some(), "output after started");
-                for entry in batch.entries {
-                    assert!(entry.time.is_none());
-                    match entry.stream() {
-                        pb::LogStream::Stderr => stderr.extend_from_slice(&entry.data),
-                        _ => stdout.extend_from_slice(&entry.data),
-                    }
-                }
-            }
-            Event::Exit(e) => exit = Some(e),
-        }
-    }
-    let started = started.expect("started");
-    assert_eq!(Harness::status(&started), pb::ContainerStatus::Running);
-    assert_eq!(stdout, b"out\nmore\n");
-    assert_eq!(stderr, b"err\n");
-    assert_eq!(exit.expect("exit").exit_code, 7);
-    let gone = h
-        .containers
-        .inspect(pb::InspectContainerRequest { id: "ran".into() })
-        .await
-        .expect_err("removed before the exit was sent");
-    assert_eq!(gone.code(), tonic::Code::NotFound);
-
-    // Without `remove` it stays, stopped, with its exit.
-    let config = h.sh("kept", "exit 3");
-    let mut stream = h
-        .containers
-        .run(run(config, false))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut last = None;
-    while let Some(message) = stream.message().await.unwrap() {
-        last = message.event;
-    }
-    assert!(matches!(last, Some(Event::Exit(e)) if e.exit_code == 3));
-    let kept = h.inspect("kept").await;
-    assert_eq!(Harness::status(&kept), pb::ContainerStatus::Stopped);
-    h.delete("kept", false).await.unwrap();
-
-    // A run the client leaves: the container runs on, and `remove` still
-    // deletes it once it has exited.
-    let config = h.sh("left", "sleep 0.3");
-    let stream = h.containers.run(run(config, true)).await.unwrap();
-    drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found = h
-            .containers
-            .inspect(pb::InspectContainerRequest { id: "left".into() })
-            .await;
-        if found.is_err_and(|s| s.code() == tonic::Code::NotFound) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "removed after its exit, with nobody reading"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Run refuses a removal that a restart policy would defeat, creating
-/// nothing.
-#[tokio::test]
-async fn run_refuses_remove_with_a_restart_policy() {
-    let mut h = Harness::start().await;
-    let mut config = h.sh("policy", "true");
-    config.restart_policy = Some(pb::RestartPolicy {
-        kind: pb::restart_policy::Kind::Always as i32,
-        max_retries: 0,
-    });
-    let refused = h
-        .containers
-        .run(pb::RunContainerRequest {
-            config: Some(config),
-            agent: String::new(),
-            remove: true,
-        })
-        .await
-        .expect_err("remove with a restart policy");
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let none = h
-        .containers
-        .inspect(pb::InspectContainerRequest {
-            id: "policy".into(),
-        })
-        .await
-        .expect_err("nothing created");
-    assert_eq!(none.code(), tonic::Code::NotFound);
-}
-
 /// This thread's mount points (the test's "host" after [`node_namespace`]).
 fn host_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/thread-self/mountinfo")
@@ -688,4 +563,129 @@ async fn a_sigkill_while_an_rshared_bind_is_staged_leaves_the_host_whole() {
     assert!(!agent_mounts.contains(&*root.join("containers").to_string_lossy()));
     assert!(host_mounts().contains(&keep.display().to_string()));
     assert_eq!(std::fs::read_to_string(keep.join("f")).unwrap(), "x");
+}
+
+/// Run: one call creates, starts, streams the output as written and ends
+/// with the exit status; with `remove` the container is gone by then.
+#[tokio::test]
+async fn run_streams_output_and_exit_in_one_call() {
+    use pb::run_container_response::Event;
+    let mut h = Harness::start().await;
+    let run = |config, remove| pb::RunContainerRequest {
+        config: Some(config),
+        agent: String::new(),
+        remove,
+    };
+    let config = h.sh(
+        "ran",
+        "echo out; echo err >&2; sleep 0.2; echo more; exit 7",
+    );
+    let mut stream = h
+        .containers
+        .run(run(config, true))
+        .await
+        .expect("run")
+        .into_inner();
+    let mut started = None;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let mut exit = None;
+    while let Some(message) = stream.message().await.expect("run stream") {
+        assert!(exit.is_none(), "exit is last");
+        match message.event.expect("event") {
+            Event::Started(c) => {
+                assert!(started.is_none() && stdout.is_empty(), "started is first");
+                started = Some(c);
+            }
+            Event::Output(batch) => {
+                assert!(started.is_some(), "output after started");
+                for entry in batch.entries {
+                    assert!(entry.time.is_none());
+                    match entry.stream() {
+                        pb::LogStream::Stderr => stderr.extend_from_slice(&entry.data),
+                        _ => stdout.extend_from_slice(&entry.data),
+                    }
+                }
+            }
+            Event::Exit(e) => exit = Some(e),
+        }
+    }
+    let started = started.expect("started");
+    assert_eq!(Harness::status(&started), pb::ContainerStatus::Running);
+    assert_eq!(stdout, b"out\nmore\n");
+    assert_eq!(stderr, b"err\n");
+    assert_eq!(exit.expect("exit").exit_code, 7);
+    let gone = h
+        .containers
+        .inspect(pb::InspectContainerRequest { id: "ran".into() })
+        .await
+        .expect_err("removed before the exit was sent");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+
+    // Without `remove` it stays, stopped, with its exit.
+    let config = h.sh("kept", "exit 3");
+    let mut stream = h
+        .containers
+        .run(run(config, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    while let Some(message) = stream.message().await.unwrap() {
+        last = message.event;
+    }
+    assert!(matches!(last, Some(Event::Exit(e)) if e.exit_code == 3));
+    let kept = h.inspect("kept").await;
+    assert_eq!(Harness::status(&kept), pb::ContainerStatus::Stopped);
+    h.delete("kept", false).await.unwrap();
+
+    // A run the client leaves: the container runs on, and `remove` still
+    // deletes it once it has exited.
+    let config = h.sh("left", "sleep 0.3");
+    let stream = h.containers.run(run(config, true)).await.unwrap();
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = h
+            .containers
+            .inspect(pb::InspectContainerRequest { id: "left".into() })
+            .await;
+        if found.is_err_and(|s| s.code() == tonic::Code::NotFound) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "removed after its exit, with nobody reading"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run refuses a removal that a restart policy would defeat, creating
+/// nothing.
+#[tokio::test]
+async fn run_refuses_remove_with_a_restart_policy() {
+    let mut h = Harness::start().await;
+    let mut config = h.sh("policy", "true");
+    config.restart_policy = Some(pb::RestartPolicy {
+        kind: pb::restart_policy::Kind::Always as i32,
+        max_retries: 0,
+    });
+    let refused = h
+        .containers
+        .run(pb::RunContainerRequest {
+            config: Some(config),
+            agent: String::new(),
+            remove: true,
+        })
+        .await
+        .expect_err("remove with a restart policy");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let none = h
+        .containers
+        .inspect(pb::InspectContainerRequest {
+            id: "policy".into(),
+        })
+        .await
+        .expect_err("nothing created");
+    assert_eq!(none.code(), tonic::Code::NotFound);
 }
