@@ -614,12 +614,8 @@ async fn run_streams_output_and_exit_in_one_call() {
     assert_eq!(stdout, b"out\nmore\n");
     assert_eq!(stderr, b"err\n");
     assert_eq!(exit.expect("exit").exit_code, 7);
-    let gone = h
-        .containers
-        .inspect(pb::InspectContainerRequest { id: "ran".into() })
-        .await
-        .expect_err("removed before the exit was sent");
-    assert_eq!(gone.code(), tonic::Code::NotFound);
+    h.assert_gone("ran", "removed before the exit was sent")
+        .await;
 
     // Without `remove` it stays, stopped, with its exit.
     let config = h.sh("kept", "exit 3");

@@ -297,3 +297,62 @@ async fn a_seccomp_cache_cut_short_by_a_power_loss_stops_no_container() {
     h.run("second", "exit 3").await;
     assert_eq!(h.wait("second").await.exit_code, 3);
 }
+
+/// A Run with `remove` whose agent is SIGKILLed mid-run: the container is
+/// deleted all the same, by the next agent: at once if it exited while no
+/// agent ran, at its exit if it still runs.
+#[tokio::test]
+async fn a_removing_run_cut_by_an_agent_sigkill_still_removes_its_container() {
+    let mut h = Harness::start().await;
+    let parent = cgroup_parent(&mut h).await;
+    let mut started = Vec::new();
+    for (id, script) in [("short", "sleep 0.3"), ("long", "sleep 3")] {
+        let mut stream = h
+            .containers
+            .run(pb::RunContainerRequest {
+                config: Some(h.sh(id, script)),
+                agent: String::new(),
+                remove: true,
+            })
+            .await
+            .expect("run")
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .expect("run stream")
+            .expect("started");
+        let Some(pb::run_container_response::Event::Started(c)) = first.event else {
+            panic!("started first, got {first:?}");
+        };
+        started.push(c.pid as i32);
+    }
+    h.local_mut().kill();
+    assert!(eventually(Duration::from_secs(10), || !alive(started[0])).await);
+    assert!(alive(started[1]), "the long one runs on");
+
+    h.local_mut().restart().expect("restart");
+    h.reconnect().await;
+    let root = h.local().root();
+    let dir = |id: &str| root.join("containers").join(id);
+    h.assert_gone(
+        "short",
+        "exited while no agent ran: removed by the recovery",
+    )
+    .await;
+    assert!(!dir("short").exists());
+    assert_eq!(
+        Harness::status(&h.inspect("long").await),
+        pb::ContainerStatus::Running
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !dir("long").exists()).await,
+        "the adopted run was not removed at its exit"
+    );
+    h.assert_gone("long", "removed at its exit").await;
+    for id in ["short", "long"] {
+        let cgroups = cgroup_dirs(&format!("{parent}/{id}"));
+        assert!(cgroups.is_empty(), "{id}: cgroups left: {cgroups:?}");
+        assert!(!root.join("libcrun").join(id).exists());
+    }
+}

@@ -171,6 +171,10 @@ pub struct ContainerConfig {
     pub masked_paths: Option<Vec<String>>,
     /// Paths made read-only. `None`: the runtime's defaults; empty: none.
     pub readonly_paths: Option<Vec<String>>,
+    /// Deleted by the runtime once it has exited (Docker's `--rm`), even
+    /// when nobody waits for it or the agent restarts meanwhile. Not with a
+    /// restart policy.
+    pub auto_remove: bool,
 }
 
 /// Where one of a container's namespaces comes from.

@@ -268,6 +268,7 @@ impl From<ContainerConfig> for pb::ContainerConfig {
             sysctls: config.sysctls.into_iter().collect(),
             masked_paths: config.masked_paths.map(|paths| pb::PathList { paths }),
             readonly_paths: config.readonly_paths.map(|paths| pb::PathList { paths }),
+            auto_remove: config.auto_remove,
         }
     }
 }
@@ -399,6 +400,7 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             sysctls: c.sysctls.into_iter().collect(),
             masked_paths: c.masked_paths.map(|l| l.paths),
             readonly_paths: c.readonly_paths.map(|l| l.paths),
+            auto_remove: c.auto_remove,
         })
     }
 }

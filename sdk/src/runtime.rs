@@ -817,6 +817,7 @@ impl ContainerRuntime {
             adopted: response.adopted_ids,
             exited: response.exited_ids,
             undone: response.undone_ids,
+            removed: response.removed_ids,
             orphans: response.orphans.into_iter().map(Into::into).collect(),
         })
     }

@@ -225,6 +225,8 @@ pub struct RecoverReport {
     pub exited: Vec<String>,
     /// Creates a killed agent left half-made, undone.
     pub undone: Vec<String>,
+    /// Containers with `auto_remove` found exited, now deleted.
+    pub removed: Vec<String>,
     /// Leftovers found.
     pub orphans: Vec<Orphan>,
 }

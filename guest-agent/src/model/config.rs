@@ -394,6 +394,10 @@ pub struct ContainerConfig {
     /// Paths made read-only; `None`: the base spec's.
     #[serde(default)]
     pub readonly_paths: Option<Vec<String>>,
+    /// Deleted by the agent once it has exited (Docker's `--rm`); never
+    /// with a restart policy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_remove: bool,
 }
 
 /// Where one of a container's namespaces comes from.
@@ -541,6 +545,12 @@ impl ContainerConfig {
             check.validate()?;
         }
         self.check_namespaces()?;
+        if self.auto_remove && self.restart_policy != RestartPolicy::No {
+            // Removed at its first exit, it could never restart.
+            return Err(Error::InvalidArgument(
+                "a container removed when it exits cannot have a restart policy".into(),
+            ));
+        }
         self.log.validate()?;
         self.validate_network()
     }

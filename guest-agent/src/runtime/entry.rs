@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard, watch};
@@ -42,6 +43,10 @@ pub struct Entry {
     snapshot: watch::Sender<Record>,
     /// Ids of the exec processes running in the container.
     execs: std::sync::Mutex<BTreeSet<String>>,
+    /// Whether someone took on deleting the container after its exit
+    /// (`auto_remove`): a Run that reads its output to the end first, or
+    /// the exit's own handling.
+    removal_claimed: AtomicBool,
 }
 
 impl Entry {
@@ -52,6 +57,7 @@ impl Entry {
             record: Mutex::new(record),
             snapshot,
             execs: std::sync::Mutex::new(BTreeSet::new()),
+            removal_claimed: AtomicBool::new(false),
         }
     }
 
@@ -95,6 +101,12 @@ impl Entry {
     /// Forgets exec `exec_id`, which has ended.
     pub fn remove_exec(&self, exec_id: &str) {
         self.execs().remove(exec_id);
+    }
+
+    /// Takes on the deletion of the container after its exit; false if
+    /// someone else has.
+    pub fn claim_removal(&self) -> bool {
+        !self.removal_claimed.swap(true, Ordering::SeqCst)
     }
 
     /// Follows the published record.

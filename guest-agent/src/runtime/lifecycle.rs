@@ -410,7 +410,9 @@ impl Runtime {
     }
 
     /// Deletes a container. A running or paused one needs `force` (it is
-    /// killed first); a created one is killed without.
+    /// killed first); a created one is killed without. A container deleted
+    /// by someone else while this waited (its `auto_remove`, say) is deleted
+    /// as asked: `Ok`.
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let entry = self.entry(id)?;
         let joiners = self.network_joiners(id);
@@ -422,6 +424,9 @@ impl Runtime {
         }
         let (run, status) = {
             let record = entry.lock().await;
+            if !self.is_current(id, &entry) {
+                return Ok(());
+            }
             if !force {
                 record.status.check(id, Operation::Delete)?;
             }
@@ -431,6 +436,9 @@ impl Runtime {
             self.kill_and_wait(id, &entry, run).await?;
         }
         let record = entry.lock().await;
+        if !self.is_current(id, &entry) {
+            return Ok(());
+        }
         // Restarted by its policy meanwhile: it is not ours to delete now.
         if record.status != Status::Stopped {
             return Err(Error::InvalidState {
@@ -518,17 +526,24 @@ impl Runtime {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
-            runtime.monitor_exited(&id, run).await;
+            if runtime.monitor_exited(&id, run).await {
+                runtime.remove_exited(&id).await;
+            }
         });
     }
 
     /// Records the end of run `run` after its monitor exited, then applies
-    /// the restart policy.
-    pub(super) async fn monitor_exited(self: &Arc<Self>, id: &str, run: u32) {
-        let Ok(entry) = self.entry(id) else { return };
+    /// the restart policy. Returns true when the caller is to delete the
+    /// container now ([`Runtime::remove_exited`]): it has `auto_remove` and
+    /// nobody else (a Run) has taken that on.
+    #[must_use]
+    pub(super) async fn monitor_exited(self: &Arc<Self>, id: &str, run: u32) -> bool {
+        let Ok(entry) = self.entry(id) else {
+            return false;
+        };
         let mut record = entry.lock().await;
         if record.run != run || record.status == Status::Stopped {
-            return;
+            return false;
         }
         let (exit, unknown) = match self.store.load_exit(id) {
             Ok(Some(exit)) if exit.run == run => (exit.exit, false),
@@ -582,6 +597,22 @@ impl Runtime {
         info!(container = %id, exit_code = exit.exit_code, signal = exit.signal, "container exited");
         if was_started {
             self.schedule_restart(&record);
+        }
+        record.config.auto_remove && entry.claim_removal()
+    }
+
+    /// Deletes container `id`, exited with `auto_remove`, after its exit was
+    /// recorded and announced. Its removal survives a crash of this agent:
+    /// the record says `auto_remove`, and the next agent's recovery deletes
+    /// the containers that exited meanwhile or were being deleted. Returns
+    /// whether it is gone.
+    pub(super) async fn remove_exited(&self, id: &str) -> bool {
+        match self.delete(id, false).await {
+            Ok(()) | Err(Error::NotFound(_)) => true,
+            Err(e) => {
+                warn!(container = %id, error = %e, "cannot remove an exited auto-remove container");
+                false
+            }
         }
     }
 }

@@ -247,6 +247,16 @@ impl Runtime {
             .ok_or_else(|| Error::NotFound(format!("container {id} not found")))
     }
 
+    /// Whether `entry` is still the runtime's container `id` (not deleted
+    /// while its caller waited for its lock).
+    fn is_current(&self, id: &str, entry: &Arc<Entry>) -> bool {
+        self.containers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, entry))
+    }
+
     fn all_entries(&self) -> Vec<Arc<Entry>> {
         self.containers
             .read()

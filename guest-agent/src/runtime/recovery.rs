@@ -27,6 +27,9 @@ pub struct RecoverReport {
     /// made (monitor, container processes, libcrun state, cgroups, mounts,
     /// directory) is removed.
     pub undone: Vec<String>,
+    /// Containers with `auto_remove` found exited (meanwhile, or before a
+    /// previous agent got to delete them), now deleted.
+    pub removed: Vec<String>,
     /// Leftovers no container owns.
     pub orphans: Vec<Orphan>,
 }
@@ -72,9 +75,19 @@ impl Runtime {
     /// any line of a create leaves a complete container (listed after a
     /// restart) or such leftovers, which this undoes: the client saw no
     /// success, so nothing it knows of is lost.
+    ///
+    /// # Crash safety of `auto_remove`
+    ///
+    /// The wish to delete is in the record from the create on; the exit is
+    /// in the monitor's `exit.json`. An agent killed before the exit, after
+    /// it was recorded or during the delete leaves a record with
+    /// `auto_remove` that is or becomes stopped, which this deletes; one
+    /// killed while the delete removed the directory leaves a directory
+    /// without its record, undone like a create in flight.
     pub async fn recover(self: &Arc<Self>) -> Result<RecoverReport> {
         let mut report = RecoverReport::default();
         let mut in_flight = BTreeSet::new();
+        let mut to_remove = Vec::new();
         let dirs = self.store.container_ids()?;
         for id in &dirs {
             let id = id.clone();
@@ -116,13 +129,28 @@ impl Runtime {
             if record.status != Status::Stopped
                 && !record.monitor.is_some_and(|m| self.backend.is_alive(m))
             {
-                self.monitor_exited(&id, record.run).await;
+                if self.monitor_exited(&id, record.run).await {
+                    to_remove.push(id.clone());
+                }
                 report.exited.push(id);
+            } else if record.status == Status::Stopped
+                && record.config.auto_remove
+                && entry.claim_removal()
+            {
+                // A previous agent recorded the exit but was killed before
+                // (or while) deleting it.
+                to_remove.push(id);
             }
         }
         // Attachments first: what a crash left half-made is finished or
-        // undone, so that undoing a create below detaches a whole one.
+        // undone, so that undoing a create below detaches a whole one, and
+        // deleting a container below tears down a whole one.
         self.recover_networks().await?;
+        for id in to_remove {
+            if self.remove_exited(&id).await {
+                report.removed.push(id);
+            }
+        }
         // What a create or delete killed half-way left outside a container
         // directory.
         let elsewhere = dir_names(&self.store.libcrun_root())?

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::{ContainerView, Runtime};
 use crate::error::{Error, Result};
 use crate::logs::{self, LogEntry, LogQuery};
-use crate::model::{ContainerConfig, ExitStatus, RestartPolicy};
+use crate::model::{ContainerConfig, ExitStatus};
 
 /// What a run reports, in this order: `Started` once, `Output` any number
 /// of times, `Exit` once.
@@ -29,26 +29,30 @@ const RUN_EVENTS: usize = 16;
 
 impl Runtime {
     /// Creates and starts a container, then streams its output until it has
-    /// exited and all of it was read, and its exit. With `remove` it is
-    /// deleted before the exit is reported, and when it cannot be started.
+    /// exited and all of it was read, and its exit. With `remove` the
+    /// container is made with `auto_remove`, and the exit is reported once
+    /// it is deleted; it is deleted too when it cannot be started.
     ///
     /// The run goes on without a reader: a receiver dropped early stops the
-    /// output, not the container, and `remove` still deletes it once it has
-    /// exited. Errors of Create and Start are returned here; those after the
-    /// start (reading the logs, deleting) end the stream.
+    /// output, not the container. The deletion is the container's own
+    /// (`auto_remove`), so it happens even when this agent is killed before
+    /// the exit: the next one deletes it (see [`Runtime::recover`]). Errors
+    /// of Create and Start are returned here; those after the start
+    /// (reading the logs, deleting) end the stream.
     pub async fn run(
         self: &Arc<Self>,
-        config: ContainerConfig,
+        mut config: ContainerConfig,
         remove: bool,
     ) -> Result<mpsc::Receiver<Result<RunEvent>>> {
-        if remove && config.restart_policy != RestartPolicy::No {
-            // Removed at its first exit, it could never restart.
-            return Err(Error::InvalidArgument(
-                "a run that removes its container cannot have a restart policy".into(),
-            ));
-        }
+        config.auto_remove |= remove;
+        let remove = config.auto_remove;
         let created = self.create(config).await?;
         let id = created.record.config.id.clone();
+        if remove {
+            // This run deletes the container after reading all its output:
+            // removed by its exit's handling, the logs could go unread.
+            self.entry(&id)?.claim_removal();
+        }
         let started = match self.start(&id).await {
             Ok(view) => view,
             Err(e) => {
@@ -107,12 +111,18 @@ impl Runtime {
         Ok(rx)
     }
 
-    /// Waits for the run of `id` to exit, deletes it with `remove`, and
-    /// returns how it ended.
+    /// Waits for the run of `id` to exit and, with `remove`, for its
+    /// deletion, and returns how it ended.
     async fn finish_run(&self, id: &str, remove: bool) -> Result<ExitStatus> {
         let exit = self.wait(id).await?;
         if remove {
-            self.delete(id, false).await?;
+            // The exit's own removal (`auto_remove`) may be under way or
+            // done: this returns when the container is gone either way, and
+            // deletes it if that removal failed.
+            match self.delete(id, false).await {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(exit)
     }

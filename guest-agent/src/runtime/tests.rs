@@ -809,3 +809,124 @@ async fn health_checks_run_through_exec_and_turn_the_container_healthy() {
         .collect();
     assert_eq!(changes.len(), 1);
 }
+
+#[tokio::test]
+async fn an_auto_remove_container_is_deleted_once_its_exit_is_announced() {
+    let f = fixture().await;
+    let refused = f
+        .runtime
+        .create(ContainerConfig {
+            auto_remove: true,
+            restart_policy: RestartPolicy::Always,
+            ..f.config("c0")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::InvalidArgument(_)), "{refused:?}");
+    assert!(!f.runtime.store.container_dir("c0").exists());
+
+    let config = ContainerConfig {
+        auto_remove: true,
+        ..f.config("c1")
+    };
+    f.runtime.create(config).await.unwrap();
+    f.runtime.start("c1").await.unwrap();
+    let entry = f.runtime.entry("c1").unwrap();
+    f.backend.exit("c1", 3);
+    // Waiters see the exit first.
+    assert_eq!(entry.wait_exit(1, None).await.unwrap().exit_code, 3);
+    deleted(&f.runtime, "c1").await;
+    assert!(matches!(f.runtime.entry("c1"), Err(Error::NotFound(_))));
+    assert!(!f.runtime.store.container_dir("c1").exists());
+    let kinds: Vec<_> = f.events().await.into_iter().map(|e| e.0).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Create,
+            EventKind::Start,
+            EventKind::Exit,
+            EventKind::Delete
+        ]
+    );
+    // A Delete that came too late finds nothing; one that waited for the
+    // removal's lock returns when the container is gone.
+    assert!(matches!(
+        f.runtime.delete("c1", false).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn recovery_deletes_auto_remove_containers_that_exited_or_were_being_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = rootfs(dir.path());
+    let backend = Arc::new(TestBackend::default());
+    // Left by an agent that died: an auto-remove container that exited
+    // while no agent ran, one whose exit was recorded but not yet acted
+    // on, one still running, and a stopped one without auto-remove.
+    let exited = backend.spawn_process();
+    let live = backend.spawn_process();
+    {
+        let store = Store::open(&dir.path().join("state"), "").unwrap();
+        let auto = |id: &str, monitor| {
+            let mut record = left_record(id, &rootfs, monitor);
+            record.config.auto_remove = true;
+            record
+        };
+        let mut recorded = auto("recorded", exited);
+        let mut kept = left_record("kept", &rootfs, exited);
+        for record in [&mut recorded, &mut kept] {
+            record.status = Status::Stopped;
+            record.monitor = None;
+            record.last_exit = Some(crate::model::ExitStatus::from_code(0, SystemTime::now()));
+        }
+        for record in [auto("exited", exited), recorded, auto("live", live), kept] {
+            std::fs::create_dir_all(store.container_dir(&record.config.id)).unwrap();
+            store.save_record(&record).unwrap();
+        }
+        store::write_json(
+            &store.container_dir("exited").join(store::EXIT_FILE),
+            &ExitRecord {
+                run: 1,
+                exit: crate::model::ExitStatus::from_code(7, SystemTime::now()),
+            },
+        )
+        .unwrap();
+    }
+    backend.signal_process(exited.pid, libc::SIGKILL).unwrap();
+
+    let runtime = open(dir.path(), backend.clone()).await;
+    let gone = |id: &str| {
+        matches!(runtime.entry(id), Err(Error::NotFound(_)))
+            && !runtime.store.container_dir(id).exists()
+    };
+    assert!(gone("exited") && gone("recorded"));
+    assert_eq!(
+        runtime.entry("live").unwrap().snapshot().status,
+        Status::Running
+    );
+    assert_eq!(
+        runtime.entry("kept").unwrap().snapshot().status,
+        Status::Stopped
+    );
+    // The adopted one goes at its exit.
+    backend.signal_process(live.pid, libc::SIGKILL).unwrap();
+    deleted(&runtime, "live").await;
+    assert!(gone("live"));
+    let report = runtime.recover().await.unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+}
+
+/// Waits (at most 10 s) for the Delete event of container `id`.
+async fn deleted(runtime: &Runtime, id: &str) {
+    let mut deletes = runtime
+        .subscribe(Some(0), Default::default())
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            std::future::ready(e.kind == EventKind::Delete && e.container_id == id)
+        });
+    tokio::time::timeout(Duration::from_secs(10), deletes.next())
+        .await
+        .expect("deleted within 10 s");
+}

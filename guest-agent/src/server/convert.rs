@@ -283,6 +283,7 @@ impl TryFrom<pb::ContainerConfig> for ContainerConfig {
             sysctls: c.sysctls.into_iter().collect(),
             masked_paths: c.masked_paths.map(|l| l.paths),
             readonly_paths: c.readonly_paths.map(|l| l.paths),
+            auto_remove: c.auto_remove,
         })
     }
 }
@@ -519,6 +520,7 @@ impl From<&ContainerConfig> for pb::ContainerConfig {
             sysctls: c.sysctls.clone().into_iter().collect(),
             masked_paths: c.masked_paths.clone().map(|paths| pb::PathList { paths }),
             readonly_paths: c.readonly_paths.clone().map(|paths| pb::PathList { paths }),
+            auto_remove: c.auto_remove,
         }
     }
 }

@@ -128,6 +128,7 @@ impl SystemService for System {
             adopted_ids: report.adopted,
             exited_ids: report.exited,
             undone_ids: report.undone,
+            removed_ids: report.removed,
             orphans: report.orphans.iter().map(Into::into).collect(),
         }))
     }

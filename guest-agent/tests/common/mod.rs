@@ -308,6 +308,16 @@ impl Harness {
             .expect("container")
     }
 
+    /// Asserts that the agent does not know container `id` (any more).
+    pub async fn assert_gone(&mut self, id: &str, why: &str) {
+        let status = self
+            .containers
+            .inspect(pb::InspectContainerRequest { id: id.into() })
+            .await
+            .expect_err(why);
+        assert_eq!(status.code(), tonic::Code::NotFound, "{why}: {status:?}");
+    }
+
     pub async fn wait(&mut self, id: &str) -> pb::ExitStatus {
         let mut request = tonic::Request::new(pb::WaitContainerRequest { id: id.into() });
         // Generous: a VM agent under TCG on a loaded 2-core machine is

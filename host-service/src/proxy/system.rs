@@ -129,6 +129,7 @@ impl SystemService for System {
             total.adopted_ids.extend(r.adopted_ids);
             total.exited_ids.extend(r.exited_ids);
             total.undone_ids.extend(r.undone_ids);
+            total.removed_ids.extend(r.removed_ids);
             total.orphans.extend(r.orphans);
         }
         Ok(Response::new(total))

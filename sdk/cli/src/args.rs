@@ -330,9 +330,9 @@ pub struct CreateArgs {
 /// `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Delete the container when it exits (without -i and -t the agent
-    /// does it, even if this command is killed meanwhile); not with a
-    /// --restart policy.
+    /// Delete the container when it exits (the agent does it, even if this
+    /// command is killed meanwhile, and with -d); not with a --restart
+    /// policy.
     #[arg(long)]
     pub rm: bool,
     /// Print the container's id and return at once.

@@ -104,6 +104,17 @@ fn run_passes_the_exit_code_through() {
         (Some(5), "5\n")
     );
     assert_eq!(e.ok(&["rm", "kept"]), "kept\n");
+
+    // -d --rm: nobody waits, the agent removes it when it exits.
+    let id = e.ok(&[
+        "run", "-d", "--rm", "--name", "gone", "--rootfs", &rootfs, "sh", "-c", "exit 0",
+    ]);
+    assert_eq!(id, "gone\n");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !e.ok(&["ps", "-a", "-q"]).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "-d --rm left it");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -303,7 +314,7 @@ fn errors_are_one_line_and_a_non_zero_exit() {
                 "/",
                 "true",
             ][..],
-            "crun-shim: --rm and --restart exclude each other",
+            "crun-shim: invalid argument: a container removed when it exits cannot have a restart policy",
         ),
         (
             &["stop"][..],

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use libcrun_shim::{
     ContainerConfig, ContainerInfo, ContainerNetwork, ContainerRuntime, ContainerStatus, DnsConfig,
-    HealthCheck, HealthStatus, ListFilter, NetworkMode, OutputStream, ResourceLimits,
-    RestartPolicy, RootSource, RunEvent, RunOptions, SeccompProfile,
+    HealthCheck, HealthStatus, ListFilter, NetworkMode, OutputStream, ResourceLimits, RootSource,
+    RunEvent, RunOptions, SeccompProfile,
 };
 
 use super::{CliError, Result, key_value, key_values};
@@ -192,12 +192,10 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
     };
     let id = a.name.unwrap_or_else(generated_id);
     let (interactive, terminal) = (a.container.interactive, a.container.tty);
-    let config = config(id, root, a.container, command)?;
-    if a.rm && config.restart_policy != RestartPolicy::No {
-        return Err(CliError::Usage(
-            "--rm and --restart exclude each other: a removed container cannot restart".into(),
-        ));
-    }
+    let mut config = config(id, root, a.container, command)?;
+    // The agent removes it when it exits, even if this command is killed
+    // (and with -d, where nobody waits).
+    config.auto_remove = a.rm;
     if !(interactive || terminal || a.detach) {
         return run_to_end(rt, config, a.rm).await;
     }
@@ -224,7 +222,12 @@ pub async fn run(rt: &ContainerRuntime, a: RunArgs) -> Result {
         Some(session) => {
             let code = super::exec::follow_attached(session, terminal, interactive).await?;
             if a.rm {
-                rt.delete(&id).await?;
+                // Returns once it is gone (its own removal may have been
+                // first), so the name is free when this command ends.
+                match rt.delete(&id).await {
+                    Ok(()) | Err(libcrun_shim::Error::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             Ok(code)
         }
