@@ -702,7 +702,7 @@ impl ContainerRuntime {
     /// same.
     ///
     /// ```no_run
-    /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> libcrun_shim::Result<()> {
+    /// # async fn demo(runtime: libcrun_shim::ContainerRuntime) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::io::Write;
     /// use futures::StreamExt;
     /// use libcrun_shim::LogOptions;

@@ -82,6 +82,9 @@ pub fn read(
     finished: watch::Receiver<bool>,
 ) -> mpsc::Receiver<io::Result<Vec<LogEntry>>> {
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    // The error goes out this way even when the reader was lost (a panic
+    // on its blocking thread).
+    let errors = tx.clone();
     tokio::spawn(async move {
         let mut reader = Some(Reader {
             dir,
@@ -92,15 +95,9 @@ pub fn read(
             merging: None,
             source: None,
         });
-        let end = run(&mut reader, finished).await;
-        let tx = match reader {
-            Some(reader) if !matches!(end, Err(Stop::Closed)) => reader.tx,
-            // The receiver is gone, or the reader with it (a panic).
-            _ => return,
-        };
-        if let Err(Stop::Io(e)) = end {
+        if let Err(Stop::Io(e)) = run(&mut reader, finished).await {
             // Nobody to tell if the receiver is gone.
-            let _ = tx.send(Err(e)).await;
+            let _ = errors.send(Err(e)).await;
         }
     });
     rx
@@ -111,13 +108,15 @@ pub fn read(
 /// (see [`on_blocking_thread`]).
 async fn run(reader: &mut Option<Reader>, mut finished: watch::Receiver<bool>) -> Result<(), Stop> {
     let end = follow(reader, &mut finished).await;
-    if matches!(end, Err(Stop::Closed)) {
+    if matches!(end, Err(Stop::Closed)) || reader.is_none() {
         return end;
     }
     on_blocking_thread(reader, Reader::send).await?;
     end
 }
 
+/// Reads the logs up to their end, or with `follow` until the container
+/// has exited, sending full batches as it goes.
 async fn follow(
     reader: &mut Option<Reader>,
     finished: &mut watch::Receiver<bool>,
@@ -167,7 +166,7 @@ async fn follow(
 /// and a follower's whole catch-up (reads to the end of the file, the
 /// rotation check, sending the batches) in one hand-off costs one thread
 /// switch per wake-up instead of a few per read. `reader` is `None`
-/// afterwards only when `work` panicked.
+/// afterwards only when `work` panicked (the error says so).
 async fn on_blocking_thread(
     reader: &mut Option<Reader>,
     work: impl FnOnce(&mut Reader) -> Result<(), Stop> + Send + 'static,
