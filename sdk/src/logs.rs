@@ -59,7 +59,9 @@ impl std::fmt::Display for OutputStream {
     }
 }
 
-/// A piece of a container's output: a line, or part of a long line.
+/// A piece of a container's output: a line, or part of a long line (from
+/// [`logs_stream_merged`](crate::ContainerRuntime::logs_stream_merged),
+/// possibly several consecutive lines of one stream).
 ///
 /// ```
 /// use libcrun_shim::{LogChunk, OutputStream};
@@ -70,12 +72,12 @@ impl std::fmt::Display for OutputStream {
 pub struct LogChunk {
     /// The stream it was written to.
     pub stream: OutputStream,
-    /// The bytes, with the trailing newline of a complete line.
+    /// The bytes, with the trailing newline of each complete line.
     pub data: Bytes,
     /// When the agent read it (with [`LogOptions::timestamps`]).
     #[serde(with = "humantime_serde")]
     pub time: Option<SystemTime>,
-    /// The line goes on in the next chunk of the same stream.
+    /// The (last) line goes on in the next chunk of the same stream.
     pub partial: bool,
 }
 

@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -9,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use inotify::{EventStream, Inotify, WatchMask};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -82,8 +82,11 @@ pub fn read(
     finished: watch::Receiver<bool>,
 ) -> mpsc::Receiver<io::Result<Vec<LogEntry>>> {
     let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    // The error goes out this way even when the reader was lost (a panic
+    // on its blocking thread).
+    let errors = tx.clone();
     tokio::spawn(async move {
-        let mut reader = Reader {
+        let mut reader = Some(Reader {
             dir,
             query,
             tx,
@@ -91,17 +94,94 @@ pub fn read(
             batch_bytes: 0,
             merging: None,
             source: None,
-        };
-        let end = reader.run(finished).await;
-        if matches!(end, Err(Stop::Closed)) || reader.send().await.is_err() {
-            return;
-        }
-        if let Err(Stop::Io(e)) = end {
+        });
+        if let Err(Stop::Io(e)) = run(&mut reader, finished).await {
             // Nobody to tell if the receiver is gone.
-            let _ = reader.tx.send(Err(e)).await;
+            let _ = errors.send(Err(e)).await;
         }
     });
     rx
+}
+
+/// Reads (and with `follow`, follows) the logs, then sends what is left.
+/// The file work runs on a blocking thread, one hand-off per wake-up
+/// (see [`on_blocking_thread`]).
+async fn run(reader: &mut Option<Reader>, mut finished: watch::Receiver<bool>) -> Result<(), Stop> {
+    let end = follow(reader, &mut finished).await;
+    if matches!(end, Err(Stop::Closed)) || reader.is_none() {
+        return end;
+    }
+    on_blocking_thread(reader, Reader::send).await?;
+    end
+}
+
+/// Reads the logs up to their end, or with `follow` until the container
+/// has exited, sending full batches as it goes.
+async fn follow(
+    reader: &mut Option<Reader>,
+    finished: &mut watch::Receiver<bool>,
+) -> Result<(), Stop> {
+    on_blocking_thread(reader, Reader::start).await?;
+    let Some(Reader { query, dir, .. }) = reader.as_ref() else {
+        return Err(Stop::Closed);
+    };
+    let query = *query;
+    if !query.follow {
+        return on_blocking_thread(reader, Reader::catch_up).await;
+    }
+    // Without a watch (inotify's limits reached...), the timer does.
+    let mut events = Watch(watch(dir).ok());
+    // None when too far off to matter.
+    let deadline = query.until.and_then(|until| {
+        Instant::now().checked_add(until.duration_since(SystemTime::now()).unwrap_or_default())
+    });
+    let mut last = false;
+    loop {
+        last |= *finished.borrow_and_update();
+        on_blocking_thread(reader, |r| {
+            r.catch_up()?;
+            r.send()
+        })
+        .await?;
+        if last {
+            return Ok(());
+        }
+        let Some(Reader { tx, .. }) = reader.as_ref() else {
+            return Err(Stop::Closed);
+        };
+        tokio::select! {
+            () = tx.closed() => return Err(Stop::Closed),
+            changed = finished.changed() => {
+                // The sender is gone: nothing more will be written.
+                last = changed.is_err();
+            }
+            () = changes(&mut events.0) => {}
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            () = sleep_until(deadline) => last = true,
+        }
+    }
+}
+
+/// Runs `work` on the reader on a blocking thread: reading files blocks,
+/// and a follower's whole catch-up (reads to the end of the file, the
+/// rotation check, sending the batches) in one hand-off costs one thread
+/// switch per wake-up instead of a few per read. `reader` is `None`
+/// afterwards only when `work` panicked (the error says so).
+async fn on_blocking_thread(
+    reader: &mut Option<Reader>,
+    work: impl FnOnce(&mut Reader) -> Result<(), Stop> + Send + 'static,
+) -> Result<(), Stop> {
+    let Some(mut taken) = reader.take() else {
+        return Err(Stop::Closed);
+    };
+    let (back, result) = tokio::task::spawn_blocking(move || {
+        let result = work(&mut taken);
+        (taken, result)
+    })
+    .await
+    .map_err(|e| Stop::Io(io::Error::other(e)))?;
+    *reader = Some(back);
+    result
 }
 
 /// Why reading ends before the end of the logs.
@@ -136,82 +216,52 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(&mut self, mut finished: watch::Receiver<bool>) -> Result<(), Stop> {
-        let dir = self.dir.clone();
+    /// Opens the file to start with: the oldest, or where the tail starts.
+    fn start(&mut self) -> Result<(), Stop> {
         let start = match self.query.tail {
-            Some(lines) => {
-                let query = self.query;
-                blocking(move || tail_start(&dir, lines, query)).await?
-            }
-            None => blocking(move || open_next(&dir, None)).await?,
+            Some(lines) => tail_start(&self.dir, lines, self.query)?,
+            None => open_next(&self.dir, None)?,
         };
         self.source = start.map(Source::new);
-        if !self.query.follow {
-            return self.catch_up().await;
-        }
-        // Without a watch (inotify's limits reached...), the timer does.
-        let mut events = Watch(watch(&self.dir).ok());
-        // None when too far off to matter.
-        let deadline = self.query.until.and_then(|until| {
-            Instant::now().checked_add(until.duration_since(SystemTime::now()).unwrap_or_default())
-        });
-        let mut last = false;
-        loop {
-            last |= *finished.borrow_and_update();
-            self.catch_up().await?;
-            self.send().await?;
-            if last {
-                return Ok(());
-            }
-            tokio::select! {
-                () = self.tx.closed() => return Err(Stop::Closed),
-                changed = finished.changed() => {
-                    // The sender is gone: nothing more will be written.
-                    last = changed.is_err();
-                }
-                () = changes(&mut events.0) => {}
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
-                () = sleep_until(deadline) => last = true,
-            }
-        }
+        Ok(())
     }
 
     /// Reads up to the end of the current file, through the files rotated
     /// since the last call.
-    async fn catch_up(&mut self) -> Result<(), Stop> {
+    fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
             if self.source.is_none() {
-                self.source = self.open_next(None).await?;
+                self.source = open_next(&self.dir, None)?.map(Source::new);
             }
             let Some(ino) = self.source.as_ref().map(|s| s.ino) else {
                 return Ok(());
             };
-            self.read_to_end().await?;
-            if self.is_current(ino).await? {
+            self.read_to_end()?;
+            if self.is_current(ino)? {
                 return Ok(());
             }
             // Rotated: what was written before that, then the newer file.
-            self.read_to_end().await?;
-            match self.open_next(Some(ino)).await? {
+            self.read_to_end()?;
+            match open_next(&self.dir, Some(ino))?.map(Source::new) {
                 Some(next) => self.source = Some(next),
                 None => return Ok(()),
             }
         }
     }
 
-    async fn read_to_end(&mut self) -> Result<(), Stop> {
+    fn read_to_end(&mut self) -> Result<(), Stop> {
         loop {
             let Some(source) = self.source.as_mut() else {
                 return Ok(());
             };
-            let Some(lines) = source.read_lines().await? else {
+            let Some(lines) = source.read_lines()? else {
                 return Ok(());
             };
             let mut start = 0;
             for end in memchr::memchr_iter(b'\n', &lines) {
                 if !self.merge(&lines[start..=end]) {
                     if let Some(entry) = format::parse_line(lines.slice(start..=end)) {
-                        self.emit(entry, &lines[start..]).await?;
+                        self.emit(entry, &lines[start..])?;
                     }
                 }
                 start = end + 1;
@@ -220,7 +270,7 @@ impl Reader {
     }
 
     /// Takes `entry`, parsed from `line` (its header first).
-    async fn emit(&mut self, entry: LogEntry, line: &[u8]) -> Result<(), Stop> {
+    fn emit(&mut self, entry: LogEntry, line: &[u8]) -> Result<(), Stop> {
         if self.query.until.is_some_and(|until| entry.time >= until) {
             return Err(Stop::Until);
         }
@@ -231,7 +281,7 @@ impl Reader {
         }
         self.close_merged();
         if self.batch_full() {
-            self.send().await?;
+            self.send()?;
         }
         if self.query.merge_lines && !entry.partial {
             // The lines after it with the same header join it.
@@ -250,7 +300,7 @@ impl Reader {
             self.batch_bytes += entry.data.len();
             self.batch.push(entry);
             if self.batch_full() {
-                self.send().await?;
+                self.send()?;
             }
         }
         Ok(())
@@ -298,31 +348,25 @@ impl Reader {
         }
     }
 
-    /// Sends the batch, if any; waits while the receiver is behind.
-    async fn send(&mut self) -> Result<(), Stop> {
+    /// Sends the batch, if any; waits while the receiver is behind (on a
+    /// blocking thread).
+    fn send(&mut self) -> Result<(), Stop> {
         self.close_merged();
         if self.batch.is_empty() {
             return Ok(());
         }
         self.batch_bytes = 0;
         let batch = std::mem::take(&mut self.batch);
-        self.tx.send(Ok(batch)).await.map_err(|_| Stop::Closed)
+        self.tx.blocking_send(Ok(batch)).map_err(|_| Stop::Closed)
     }
 
     /// Whether the file with inode `ino` is the one being written.
-    async fn is_current(&self, ino: u64) -> io::Result<bool> {
-        match tokio::fs::symlink_metadata(self.dir.join(CURRENT_FILE)).await {
+    fn is_current(&self, ino: u64) -> io::Result<bool> {
+        match std::fs::symlink_metadata(self.dir.join(CURRENT_FILE)) {
             Ok(meta) => Ok(meta.ino() == ino),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    async fn open_next(&self, after: Option<u64>) -> io::Result<Option<Source>> {
-        let dir = self.dir.clone();
-        Ok(blocking(move || open_next(&dir, after))
-            .await?
-            .map(Source::new))
     }
 }
 
@@ -339,7 +383,7 @@ struct Merging {
 
 /// An open log file being read forwards.
 struct Source {
-    file: tokio::fs::File,
+    file: File,
     ino: u64,
     /// Bytes read after the last complete line.
     pending: BytesMut,
@@ -351,7 +395,7 @@ struct Source {
 impl Source {
     fn new((file, ino): (File, u64)) -> Source {
         Source {
-            file: tokio::fs::File::from_std(file),
+            file,
             ino,
             pending: BytesMut::new(),
             skipping: false,
@@ -360,10 +404,9 @@ impl Source {
 
     /// Reads on: the next complete lines, or `None` at the end of the file
     /// (keeping an unfinished line, which may be finished later).
-    async fn read_lines(&mut self) -> io::Result<Option<Bytes>> {
+    fn read_lines(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            self.pending.reserve(READ_CHUNK);
-            if self.file.read_buf(&mut self.pending).await? == 0 {
+            if self.read_more()? == 0 {
                 return Ok(None);
             }
             if self.skipping {
@@ -383,15 +426,30 @@ impl Source {
             }
         }
     }
-}
 
-/// Runs blocking file system work off the runtime's threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(io::Error::other)?
+    /// Reads up to [`READ_CHUNK`] more bytes after the pending ones; how
+    /// many.
+    fn read_more(&mut self) -> io::Result<usize> {
+        self.pending.reserve(READ_CHUNK);
+        let spare = self.pending.spare_capacity_mut();
+        let want = spare.len().min(READ_CHUNK);
+        loop {
+            // SAFETY: read(2) writes at most `want` bytes, all within the
+            // spare capacity the pointer points to.
+            let n = unsafe { libc::read(self.file.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+            let Ok(n) = usize::try_from(n) else {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            };
+            // SAFETY: the `n` bytes after the pending ones were just written
+            // by read(2), and are within the capacity.
+            unsafe { self.pending.set_len(self.pending.len() + n) };
+            return Ok(n);
+        }
+    }
 }
 
 /// The log files of `dir`, listed until two listings agree: a listing made

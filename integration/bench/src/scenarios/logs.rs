@@ -70,7 +70,8 @@ pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
     ));
 
     // Ours: the log file is sized to hold it all (no rotation under the
-    // follower), the follower starts with the container.
+    // follower), the follower starts with the container and copies bytes,
+    // as `crun-shim logs -f` does (merged lines, not a chunk per line).
     let mut container = config(setup.rootfs, "logs-bench", &args);
     container.log_max_size = Some(bytes * 2);
     let began = Instant::now();
@@ -78,7 +79,7 @@ pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
     ours.runtime.start("logs-bench").await?;
     let mut stream = ours
         .runtime
-        .logs_stream(
+        .logs_stream_merged(
             "logs-bench",
             LogOptions {
                 follow: true,

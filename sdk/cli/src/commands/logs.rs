@@ -18,7 +18,13 @@ pub async fn logs(rt: &ContainerRuntime, a: LogsArgs) -> Result {
         timestamps: a.timestamps,
         stream: None,
     };
-    let mut chunks = rt.logs_stream(&a.id, options).await?;
+    // Without timestamps the lines are only copied: take them as the agent
+    // merged them, not one chunk (and one write) per line.
+    let mut chunks = if a.timestamps {
+        rt.logs_stream(&a.id, options).await?
+    } else {
+        rt.logs_stream_merged(&a.id, options).await?
+    };
     // Whether the next chunk of each stream starts a line.
     let mut line_start = [true, true];
     while let Some(chunk) = chunks.next().await {
