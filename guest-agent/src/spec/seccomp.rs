@@ -43,7 +43,7 @@ pub fn filter(profile: &Seccomp, caps: &[Capability]) -> Result<Option<LinuxSecc
     let host = Host::this();
     match profile {
         Seccomp::Unconfined => Ok(None),
-        Seccomp::Default => resolve(default_profile(), caps, &host).map(Some),
+        Seccomp::Default => default_filter(caps, &host).map(Some),
         Seccomp::Custom(json) => {
             let profile: Profile = serde_json::from_str(json).map_err(|e| {
                 Error::InvalidArgument(format!(
@@ -53,6 +53,32 @@ pub fn filter(profile: &Seccomp, caps: &[Capability]) -> Result<Option<LinuxSecc
             resolve(profile, caps, &host).map(Some)
         }
     }
+}
+
+/// The default profile's filter for bounding set `caps`. Building it (the
+/// profile's rules and their 360-odd syscall names turned into JSON and
+/// back) was a few percent of the agent's CPU per create; it depends only on the capabilities and the
+/// host, so the filters made are kept, one per capability set seen (a
+/// handful in practice: each set a client asks for).
+fn default_filter(caps: &[Capability], host: &Host) -> Result<LinuxSeccomp> {
+    type Made = Vec<(Vec<Capability>, LinuxSeccomp)>;
+    static MADE: std::sync::Mutex<Made> = std::sync::Mutex::new(Vec::new());
+    /// More sets than any real use has: beyond it, filters are built each time.
+    const KEPT: usize = 64;
+    let mut key = caps.to_vec();
+    key.sort_unstable_by_key(|c| c.to_string());
+    key.dedup();
+    let made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, filter)) = made.iter().find(|(k, _)| *k == key) {
+        return Ok(filter.clone());
+    }
+    drop(made);
+    let filter = resolve(default_profile(), caps, host)?;
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if made.len() < KEPT && !made.iter().any(|(k, _)| *k == key) {
+        made.push((key, filter.clone()));
+    }
+    Ok(filter)
 }
 
 /// A seccomp profile in Docker's form, of which OCI's `linux.seccomp` is
@@ -773,6 +799,33 @@ mod tests {
             .filter(|s| s.action() == LinuxSeccompAction::ScmpActAllow)
             .flat_map(|s| s.names().clone())
             .collect()
+    }
+
+    #[test]
+    fn each_capability_set_keeps_its_own_default_filter() {
+        let host = Host::this();
+        let plain = [Capability::Chown, Capability::Kill];
+        let admin = [Capability::Kill, Capability::SysAdmin, Capability::Chown];
+        for caps in [&plain[..], &admin[..], &plain[..], &admin[..]] {
+            let kept = filter(&Seccomp::Default, caps).unwrap().unwrap();
+            assert_eq!(kept, resolve(default_profile(), caps, &host).unwrap());
+        }
+        // The same set in another order is the same filter.
+        let reordered = [Capability::Kill, Capability::Chown];
+        assert_eq!(
+            filter(&Seccomp::Default, &reordered).unwrap(),
+            filter(&Seccomp::Default, &plain).unwrap()
+        );
+        assert!(
+            allowed(&filter(&Seccomp::Default, &admin).unwrap().unwrap())
+                .iter()
+                .any(|c| c == "mount")
+        );
+        assert!(
+            !allowed(&filter(&Seccomp::Default, &plain).unwrap().unwrap())
+                .iter()
+                .any(|c| c == "mount")
+        );
     }
 
     #[test]
