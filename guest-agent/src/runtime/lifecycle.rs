@@ -134,8 +134,10 @@ impl Runtime {
                 super::rootfs::missing_mount_points(&rootfs, mounts.iter().map(|p| p.as_path()));
             super::rootfs::note(&dir, &made)?;
         }
-        let spec_json = serde_json::to_vec_pretty(&oci)
-            .map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
+        // Compact: the monitor and libcrun parse it at create, and libcrun
+        // again (its copy) at every start and delete.
+        let spec_json =
+            serde_json::to_vec(&oci).map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
         store::write_atomic(&dir.join(store::CONFIG_FILE), &spec_json)
             .context(|| format!("writing {}", dir.join(store::CONFIG_FILE).display()))?;
         let network = self.set_up_network(&id, network).await?;
@@ -508,8 +510,8 @@ impl Runtime {
         )
         .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
         spec::apply_resources(&mut oci, &merged);
-        let json = serde_json::to_vec_pretty(&oci)
-            .map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
+        let json =
+            serde_json::to_vec(&oci).map_err(|e| Error::Internal(format!("spec JSON: {e}")))?;
         store::write_atomic(&path, &json).context(|| format!("writing {}", path.display()))?;
         record.config.resources = merged;
         self.commit(&entry, &record)?;
