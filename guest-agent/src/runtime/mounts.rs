@@ -127,6 +127,14 @@ impl Runtime {
 /// Unmounts a container's given root filesystem, every layer of it.
 pub(super) fn unmount_given_rootfs(dir: &Path) -> Result<()> {
     let target = target(dir);
+    // No such path, no mount on it: most containers never had one, and the
+    // mount table is not read for them (a few percent of a Delete's CPU on
+    // a host with many mounts).
+    let absent =
+        std::fs::symlink_metadata(&target).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    if absent {
+        return Ok(());
+    }
     while is_mounted(&target) {
         nix::mount::umount2(&target, MntFlags::MNT_DETACH)
             .map_err(|e| Error::io(format!("unmounting {}", target.display()), e.into()))?;
