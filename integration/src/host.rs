@@ -158,6 +158,12 @@ impl HostProcess {
         self.dir.path()
     }
 
+    /// The state root of the local agent [`HostProcess::start_local`]
+    /// started (`None` for a daemon started otherwise).
+    pub fn agent_root(&self) -> Option<&Path> {
+        self.agent_root.as_ref().map(|d| d.path())
+    }
+
     /// The daemon's socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/crun-shimd.sock")

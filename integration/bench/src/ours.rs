@@ -40,6 +40,23 @@ impl Ours {
         ContainerRuntime::connect(&format!("unix://{}", socket.display())).await
     }
 
+    /// The OCI spec the local agent gives a container of `config`: the
+    /// `config.json` of one it creates, then deletes.
+    pub async fn spec_of(
+        &self,
+        config: libcrun_shim::ContainerConfig,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let root = self
+            .host
+            .agent_root()
+            .ok_or("crun-shimd has no local agent")?
+            .to_path_buf();
+        let id = self.runtime.create(config).await?;
+        let spec = std::fs::read(root.join("containers").join(&id).join("config.json"));
+        self.runtime.delete(&id).await?;
+        Ok(spec?)
+    }
+
     /// `crun-shim --host SOCKET`.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(binary("crun-shim"));

@@ -30,6 +30,25 @@ impl Crun {
         Ok(Crun { bundle, state })
     }
 
+    /// A bundle running `spec` (an OCI `config.json`, as our agent writes
+    /// it) without its cgroup path, so that crun puts each container where
+    /// it puts those of [`Crun::new`].
+    pub fn with_spec(spec: &[u8]) -> io::Result<Crun> {
+        let bundle = tempfile::Builder::new().prefix("bench-crun").tempdir()?;
+        let state = tempfile::Builder::new()
+            .prefix("bench-crun-state")
+            .tempdir()?;
+        let mut config: serde_json::Value = serde_json::from_slice(spec)?;
+        if let Some(linux) = config["linux"].as_object_mut() {
+            linux.remove("cgroupsPath");
+        }
+        std::fs::write(
+            bundle.path().join("config.json"),
+            serde_json::to_vec(&config)?,
+        )?;
+        Ok(Crun { bundle, state })
+    }
+
     /// `crun run` to the end, as container `id`.
     pub fn run(&self, id: &str) -> io::Result<()> {
         run(Command::new("crun")

@@ -1,5 +1,6 @@
 //! 1. Lifecycle latency of `/bin/true` on one busybox rootfs, sequential:
-//!    `crun run` (the floor), the SDK through crun-shimd and its agent (and
+//!    `crun run` (the floor) and `crun run` of the spec our agent writes,
+//!    the SDK through crun-shimd and its agent (and
 //!    to the agent directly: the host's hop),
 //!    `crun-shim run --rm`, `podman run --rm --rootfs`, `ctr run --rm`.
 
@@ -28,11 +29,21 @@ pub async fn measure(setup: &Setup<'_>, ours: &Ours) -> Outcome {
     )
     .goal("full path ≤ 1.3× crun run; ≥ 5× faster than podman and containerd");
 
+    // The floor, and beside it crun running the very spec our agent
+    // writes for this container (Docker's default seccomp profile among
+    // what `crun spec` lacks), one of each in turn.
     let crun = Crun::new(rootfs, &args)?;
-    let times = (0..WARM_UP + n)
-        .map(|i| timed(|| crun.run(&format!("bench-{i}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let our_spec = Crun::with_spec(&ours.spec_of(config(rootfs, "bench-spec", &args)).await?)?;
+    let (mut times, mut spec_times) = (Vec::new(), Vec::new());
+    for i in 0..WARM_UP + n {
+        times.push(timed(|| crun.run(&format!("bench-{i}")))?);
+        spec_times.push(timed(|| our_spec.run(&format!("bench-spec-{i}")))?);
+    }
     scenario.push(Figure::of("crun run", &millis(&times[WARM_UP..])));
+    scenario.push(Figure::of(
+        "crun run, our spec",
+        &millis(&spec_times[WARM_UP..]),
+    ));
 
     let direct = ours.agent_runtime().await?;
     for (subject, runtime) in [
