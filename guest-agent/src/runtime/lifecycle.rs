@@ -304,6 +304,11 @@ impl Runtime {
                 match b.resume(&cid) {
                     // Killed while frozen: gone already, nothing to thaw.
                     Err(e) if e.errno() == Some(libc::ESRCH) => {}
+                    // The kernel lets SIGKILL end frozen tasks: an init that
+                    // died before the thaw makes libcrun refuse it ("not
+                    // running", no errno). Nothing left in its cgroup,
+                    // nothing to thaw.
+                    Err(_) if b.pids(&cid).is_ok_and(|pids| pids.is_empty()) => {}
                     other => other?,
                 }
             }
