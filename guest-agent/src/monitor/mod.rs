@@ -12,7 +12,7 @@
 //! 2. it creates the container through libcrun with its own pipes (or a
 //!    pseudo-terminal received on a console socket) as the container's
 //!    stdout and stderr, /dev/null as stdin; the libcrun calls run in a
-//!    short-lived child ([`setup`]), so the monitor does not keep what they
+//!    short-lived child (module `setup`), so the monitor does not keep what they
 //!    allocate;
 //! 3. it reports the init pid, or libcrun's error, on its stdout (a pipe to
 //!    the agent) as one JSON line, and closes it;
@@ -414,12 +414,6 @@ impl Monitor<'_> {
                 pid: state.pid,
                 cgroup_path: state.cgroup_path,
             })
-        })
-        .unwrap_or_else(|source| {
-            Err(libcrun_sys::Error::Io {
-                what: "creating the container in a setup process",
-                source,
-            })
         });
         drop(spec);
         // The container holds its own copies of the output pipes; ours must
@@ -498,12 +492,6 @@ impl Monitor<'_> {
                     errno: 0,
                     message: "libcrun wrote no pid".into(),
                 })
-        })
-        .unwrap_or_else(|source| {
-            Err(libcrun_sys::Error::Io {
-                what: "starting the process in a setup process",
-                source,
-            })
         });
         redirect(devnull.as_raw_fd(), 0)?;
         redirect(devnull.as_raw_fd(), 1)?;

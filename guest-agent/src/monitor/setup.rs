@@ -34,13 +34,25 @@ const PANICKED: i32 = 101;
 /// The longest error message sent back (a pipe holds 64 KiB at least).
 const MAX_MESSAGE: usize = 16 * 1024;
 
-/// Runs `setup` in a forked child and returns its result: `Err` when the
-/// child could not be started or died without answering, `Ok(Err(_))` when
-/// libcrun failed (its errno and message are kept).
+/// Runs `setup` in a forked child and returns its result. libcrun's
+/// failures keep their errno and message; a child that could not be
+/// started or died without answering is an [`libcrun_sys::Error::Io`].
 ///
 /// Must be called while the process is single-threaded (a monitor always
 /// is): the child runs on without an exec.
-pub(super) fn in_child<T>(
+pub(super) fn in_child<T>(setup: impl FnOnce() -> libcrun_sys::Result<T>) -> libcrun_sys::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    fork_and_wait(setup).unwrap_or_else(|source| {
+        Err(libcrun_sys::Error::Io {
+            what: "the setup process",
+            source,
+        })
+    })
+}
+
+fn fork_and_wait<T>(
     setup: impl FnOnce() -> libcrun_sys::Result<T>,
 ) -> io::Result<libcrun_sys::Result<T>>
 where
