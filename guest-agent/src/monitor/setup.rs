@@ -152,3 +152,104 @@ fn wait_for(child: Pid) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn the_answer_comes_from_the_child() {
+        let pid = in_child(|| Ok(std::process::id())).unwrap();
+        assert_ne!(pid, std::process::id());
+    }
+
+    #[test]
+    fn libcrun_errors_keep_their_errno_and_message() {
+        let e = in_child::<()>(|| {
+            Err(libcrun_sys::Error::Libcrun {
+                errno: libc::ENOENT,
+                message: "no such thing".into(),
+            })
+        })
+        .unwrap_err();
+        assert_eq!(e.errno(), Some(libc::ENOENT));
+        assert_eq!(e.to_string(), "no such thing");
+    }
+
+    #[test]
+    fn a_child_dying_without_an_answer_is_an_error() {
+        // SAFETY: ends the child at once, as a crash in libcrun would.
+        let e = in_child::<()>(|| unsafe { libc::_exit(3) }).unwrap_err();
+        assert!(e.to_string().contains("exit status 3"), "{e}");
+    }
+
+    /// The container's process, forked by the child, holds the pipe's
+    /// write end until it executes: the answer must not wait for it.
+    #[test]
+    fn a_grandchild_holding_the_pipe_does_not_hold_the_answer_back() {
+        let began = Instant::now();
+        let grandchild = in_child(|| {
+            // SAFETY: the grandchild only sleeps and exits.
+            match unsafe { fork() }.unwrap() {
+                ForkResult::Child => {
+                    std::thread::sleep(Duration::from_secs(30));
+                    // SAFETY: ends the grandchild.
+                    unsafe { libc::_exit(0) }
+                }
+                ForkResult::Parent { child } => Ok(child.as_raw()),
+            }
+        })
+        .unwrap();
+        assert!(began.elapsed() < Duration::from_secs(10));
+        let _ = nix::sys::signal::kill(Pid::from_raw(grandchild), nix::sys::signal::SIGKILL);
+    }
+
+    /// A killed monitor leaves no setup running behind the agent's back.
+    #[test]
+    fn the_child_dies_with_the_monitor() {
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        // SAFETY: the forked "monitor" only calls in_child and exits.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                drop(read_end);
+                let mut write_end = File::from(write_end);
+                let _ = in_child(|| {
+                    let _ = writeln!(write_end, "{}", std::process::id());
+                    std::thread::sleep(Duration::from_secs(60));
+                    Ok(())
+                });
+                // SAFETY: ends the forked monitor.
+                unsafe { libc::_exit(0) }
+            }
+            ForkResult::Parent { child: monitor } => {
+                drop(write_end);
+                let mut line = String::new();
+                io::BufRead::read_line(&mut io::BufReader::new(File::from(read_end)), &mut line)
+                    .unwrap();
+                let setup: i32 = line.trim().parse().unwrap();
+                nix::sys::signal::kill(monitor, nix::sys::signal::SIGKILL).unwrap();
+                waitpid(monitor, None).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                // Gone, or a zombie waiting for whoever adopted it.
+                let alive = || {
+                    std::fs::read_to_string(format!("/proc/{setup}/stat")).is_ok_and(|s| {
+                        !s.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                };
+                while alive() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "setup process {setup} outlived its monitor"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
