@@ -11,6 +11,13 @@
 //! A prefix holding `lib/libcrun.a` is linked statically (the binaries then
 //! do not depend on the cache at run time) unless `LIBCRUN_STATIC=0`; a
 //! system libcrun is linked the way its `.pc` file says.
+//!
+//! A static libcrun's own dependencies (libseccomp, libgcrypt, libcap, …)
+//! are linked statically too when the C compiler finds their archives
+//! (Debian's -dev packages ship them; yajl's has none and stays shared).
+//! Every shared library costs each process that loads it the pages its
+//! relocations dirty (8–36 KiB each, measured), and a monitor process runs
+//! beside every container.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -22,6 +29,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBCRUN_PREFIX");
     println!("cargo:rerun-if-env-changed=LIBCRUN_STATIC");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+    println!("cargo:rerun-if-env-changed=CC");
     println!("cargo:rerun-if-changed=wrapper.h");
 
     let prefix = env::var_os("LIBCRUN_PREFIX")
@@ -60,9 +68,7 @@ fn link_prefix(prefix: &Path, static_wanted: bool) -> Vec<PathBuf> {
     println!("cargo:rustc-link-search=native={}", lib.display());
     if static_wanted && lib.join("libcrun.a").is_file() {
         println!("cargo:rustc-link-lib=static=crun");
-        for dep in ["seccomp", "cap", "yajl"] {
-            println!("cargo:rustc-link-lib={dep}");
-        }
+        link_dependencies(["seccomp", "gcrypt", "cap", "yajl"]);
     } else {
         println!("cargo:rustc-link-lib=crun");
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
@@ -74,11 +80,18 @@ fn link_prefix(prefix: &Path, static_wanted: bool) -> Vec<PathBuf> {
 fn link_pkg_config(statik: bool) -> Vec<PathBuf> {
     match pkg_config::Config::new()
         .statik(statik)
-        .cargo_metadata(true)
+        .cargo_metadata(!statik)
         .probe("libcrun")
     {
         Ok(lib) => {
             println!("cargo:version={}", lib.version);
+            if statik {
+                for dir in &lib.link_paths {
+                    println!("cargo:rustc-link-search=native={}", dir.display());
+                }
+                println!("cargo:rustc-link-lib=static=crun");
+                link_dependencies(lib.libs.iter().map(String::as_str).filter(|l| *l != "crun"));
+            }
             let mut paths = lib.include_paths.clone();
             for p in &lib.include_paths {
                 paths.push(p.join("libcrun"));
@@ -98,6 +111,48 @@ fn link_pkg_config(statik: bool) -> Vec<PathBuf> {
              `libcrun.pc` pkg-config finds."
         )),
     }
+}
+
+/// Libraries whose static archives need others in turn (not named in
+/// libcrun's `.pc` file, which lists what the shared libraries load).
+const ARCHIVE_NEEDS: &[(&str, &[&str])] = &[("gcrypt", &["gpg-error"])];
+
+/// Links a static libcrun's dependencies: statically where the C compiler
+/// finds `libNAME.a`, as shared libraries otherwise.
+fn link_dependencies<'a>(names: impl IntoIterator<Item = &'a str>) {
+    for name in names {
+        let Some(dir) = static_archive_dir(name) else {
+            println!("cargo:rustc-link-lib={name}");
+            continue;
+        };
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-lib=static={name}");
+        let needs = ARCHIVE_NEEDS.iter().find(|(n, _)| *n == name);
+        for need in needs.map_or(&[][..], |(_, needs)| needs) {
+            match static_archive_dir(need) {
+                Some(_) => println!("cargo:rustc-link-lib=static={need}"),
+                None => println!("cargo:rustc-link-lib={need}"),
+            }
+        }
+    }
+}
+
+/// The directory holding `libNAME.a`, as the C compiler (`$CC`, or `cc`)
+/// finds it.
+fn static_archive_dir(name: &str) -> Option<PathBuf> {
+    let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = std::process::Command::new(cc)
+        .arg(format!("-print-file-name=lib{name}.a"))
+        .output()
+        .ok()?;
+    // Without a match it prints the name back, without a directory.
+    let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    let dir = path
+        .parent()
+        .filter(|d| d.is_absolute())?
+        .canonicalize()
+        .ok()?;
+    path.is_file().then_some(dir)
 }
 
 /// Runs bindgen over `wrapper.h`.

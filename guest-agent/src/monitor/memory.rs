@@ -160,6 +160,10 @@ Private_Dirty:         0 kB
         let mut file = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
         std::io::Write::write_all(&mut file, &data).unwrap();
+        // Written back, so that the pages are clean: smaps counts a page
+        // still dirty in the page cache as the mapping's private dirty, and
+        // settling rightly leaves such mappings alone.
+        file.sync_all().unwrap();
         // SAFETY: a private read-only mapping of a file this test owns.
         let map = unsafe {
             libc::mmap(

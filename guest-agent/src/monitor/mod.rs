@@ -11,7 +11,9 @@
 //!    reach it) and, on a hybrid cgroup host, a private mount namespace;
 //! 2. it creates the container through libcrun with its own pipes (or a
 //!    pseudo-terminal received on a console socket) as the container's
-//!    stdout and stderr, /dev/null as stdin;
+//!    stdout and stderr, /dev/null as stdin; the libcrun calls run in a
+//!    short-lived child (module `setup`), so the monitor does not keep what they
+//!    allocate;
 //! 3. it reports the init pid, or libcrun's error, on its stdout (a pipe to
 //!    the agent) as one JSON line, and closes it;
 //! 4. it copies the container's output into the log files, reaps the init
@@ -24,6 +26,7 @@
 
 pub mod exec;
 mod memory;
+mod setup;
 pub mod streams;
 
 use std::fs::File;
@@ -247,6 +250,31 @@ struct Running {
     hub: Hub,
 }
 
+/// What the setup process sends back about a created container.
+#[derive(Serialize, Deserialize)]
+struct Created {
+    pid: i32,
+    cgroup_path: Option<String>,
+}
+
+/// Whether the spec asks for a terminal (`process.terminal`), read without
+/// building a tree of the whole spec.
+fn wants_terminal(spec: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Spec {
+        process: Option<Process>,
+    }
+    #[derive(Deserialize)]
+    struct Process {
+        #[serde(default)]
+        terminal: bool,
+    }
+    serde_json::from_str::<Spec>(spec)
+        .ok()
+        .and_then(|s| s.process)
+        .is_some_and(|p| p.terminal)
+}
+
 /// Reports a libcrun failure to the agent.
 fn report_failure(report: &mut File, e: &libcrun_sys::Error) {
     let failed = CreateReport::Failed {
@@ -349,7 +377,6 @@ impl Monitor<'_> {
         let dir = self.dir();
         std::env::set_current_dir(&dir)?;
         libcrun_sys::cgroup::prepare_process()?;
-        let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
 
         let signals = child_signals()?;
         // A container joining another's PID namespace is forked by libcrun
@@ -360,10 +387,7 @@ impl Monitor<'_> {
 
         let spec_path = dir.join(store::CONFIG_FILE);
         let spec = std::fs::read_to_string(&spec_path)?;
-        let terminal = serde_json::from_str::<serde_json::Value>(&spec)
-            .ok()
-            .and_then(|v| v["process"]["terminal"].as_bool())
-            .unwrap_or(false);
+        let terminal = wants_terminal(&spec);
 
         let devnull = File::open("/dev/null")?;
         let (mut hub, stdin) = Hub::open(
@@ -379,9 +403,19 @@ impl Monitor<'_> {
         let builder = libcrun_sys::Context::builder(self.args.root.join("libcrun")).bundle(&dir);
         let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
 
-        let context = builder.build().map_err(io::Error::other)?;
-        let created = libcrun_sys::Container::from_json(&spec)
-            .and_then(|mut container| context.create(&self.args.id, &mut container));
+        let id = &self.args.id;
+        let created = setup::in_child(|| {
+            let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
+            let context = builder.build()?;
+            let mut container = libcrun_sys::Container::from_json(&spec)?;
+            context.create(id, &mut container)?;
+            let state = context.state(id)?;
+            Ok(Created {
+                pid: state.pid,
+                cgroup_path: state.cgroup_path,
+            })
+        });
+        drop(spec);
         // The container holds its own copies of the output pipes; ours must
         // close so that its exit closes them.
         redirect(devnull.as_raw_fd(), 0)?;
@@ -389,8 +423,7 @@ impl Monitor<'_> {
         redirect(devnull.as_raw_fd(), 2)?;
         drop(stdin);
 
-        let state = created.and_then(|()| context.state(&self.args.id));
-        let state = match state {
+        let state = match created {
             Ok(state) => state,
             Err(e) => {
                 self.note(&format!("create failed: {e}"));
@@ -430,7 +463,6 @@ impl Monitor<'_> {
         let terminal = self.args.exec.as_ref().is_some_and(|e| e.terminal);
         std::env::set_current_dir(&dir)?;
         libcrun_sys::cgroup::prepare_process()?;
-        let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
         // libcrun's detached exec leaves the process to its parent's
         // reaper: be that reaper.
         // SAFETY: prctl with constant arguments.
@@ -449,14 +481,10 @@ impl Monitor<'_> {
             .detach(true)
             .pid_file(&pid_file);
         let (builder, console, mut outputs) = process_output(builder, terminal, &devnull)?;
-        let started = builder
-            .build()
-            .and_then(|context| context.exec(&self.args.id, &dir.join(PROCESS_FILE)));
-        redirect(devnull.as_raw_fd(), 0)?;
-        redirect(devnull.as_raw_fd(), 1)?;
-        redirect(devnull.as_raw_fd(), 2)?;
-        drop(stdin);
-        let pid = started.and_then(|_| {
+        let id = &self.args.id;
+        let started = setup::in_child(|| {
+            let _ = libcrun_sys::log_to_file(&dir.join(store::MONITOR_LOG));
+            builder.build()?.exec(id, &dir.join(PROCESS_FILE))?;
             std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())
@@ -465,7 +493,11 @@ impl Monitor<'_> {
                     message: "libcrun wrote no pid".into(),
                 })
         });
-        let pid = match pid {
+        redirect(devnull.as_raw_fd(), 0)?;
+        redirect(devnull.as_raw_fd(), 1)?;
+        redirect(devnull.as_raw_fd(), 2)?;
+        drop(stdin);
+        let pid = match started {
             Ok(pid) => pid,
             Err(e) => {
                 self.note(&format!("exec failed: {e}"));

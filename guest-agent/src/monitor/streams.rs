@@ -135,6 +135,21 @@ pub struct Hub {
     listener: Option<UnixListener>,
     clients: Vec<Client>,
     logger: Option<Child>,
+    /// Where reads from the stdin source and the clients land: allocated
+    /// on first use and kept, never on the stack (a 64 KiB frame is
+    /// probed, so dirtied, at every call, even when nothing is read).
+    read_buf: Vec<u8>,
+}
+
+/// The size of [`Hub`]'s read buffer.
+const READ_BUF: usize = 64 * 1024;
+
+/// `buf`, grown to [`READ_BUF`] on first use.
+fn read_buf(buf: &mut Vec<u8>) -> &mut [u8] {
+    if buf.is_empty() {
+        buf.resize(READ_BUF, 0);
+    }
+    buf
 }
 
 /// What [`Hub::open`] gives the process.
@@ -163,6 +178,7 @@ impl Hub {
             listener: None,
             clients: Vec::new(),
             logger: None,
+            read_buf: Vec::new(),
         };
         if let Some(path) = &stdio.stdin {
             let file = OpenOptions::new()
@@ -436,8 +452,8 @@ impl Hub {
         let (Some(source), Some(stdin)) = (&mut self.source, &mut self.stdin) else {
             return;
         };
-        let mut buf = [0u8; 64 * 1024];
-        match source.read(&mut buf) {
+        let buf = read_buf(&mut self.read_buf);
+        match source.read(buf) {
             // The last writer closed the FIFO (or the file ended): EOF for
             // the process once what was read is written.
             Ok(0) => {
@@ -491,10 +507,10 @@ impl Hub {
     /// Reads and applies a client's frames and writes what it is owed;
     /// false when it is gone.
     fn serve_client(&mut self, i: usize) -> bool {
-        let mut buf = [0u8; 64 * 1024];
+        let buf = read_buf(&mut self.read_buf);
         let mut detached = false;
         loop {
-            match (&self.clients[i].stream).read(&mut buf) {
+            match (&self.clients[i].stream).read(buf) {
                 // The client detached (the agent closes its connection when
                 // its Attach stream ends): what it sent before still counts.
                 Ok(0) => {
