@@ -299,6 +299,25 @@ impl AgentPool {
         self.agents.iter().find(|a| a.name == name).cloned()
     }
 
+    /// The agent known to hold container `id`, confirmed by that agent: a
+    /// container its agent deleted on its own (`auto_remove`) is forgotten
+    /// here, and its id is free again. An agent that cannot be asked is
+    /// taken to hold it still.
+    pub async fn holder(&self, id: &str) -> Option<Arc<Agent>> {
+        let agent = self.cached(id)?;
+        let found = agent
+            .containers()
+            .inspect(pb::InspectContainerRequest { id: id.to_string() })
+            .await;
+        match found {
+            Err(s) if s.code() == Code::NotFound => {
+                self.forget(id);
+                None
+            }
+            _ => Some(agent),
+        }
+    }
+
     /// The agent holding container `id`: from the cache, else by asking the
     /// reachable agents. NOT_FOUND when none has it; UNAVAILABLE when it
     /// is not found but some agent could not be asked.

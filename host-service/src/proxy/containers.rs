@@ -256,8 +256,8 @@ impl Containers {
     }
 
     /// The id of the container a Create (or Run) makes, and the agent it
-    /// goes to (see [`Containers::place`]). ALREADY_EXISTS when an agent is
-    /// known to hold the id.
+    /// goes to (see [`Containers::place`]). ALREADY_EXISTS when an agent
+    /// holds the id.
     async fn placed<T>(
         &self,
         request: &Request<T>,
@@ -267,7 +267,7 @@ impl Containers {
         let id = config
             .map(|c| c.id.clone())
             .ok_or_else(|| Status::invalid_argument("config is required"))?;
-        if let Some(holder) = self.0.pool.cached(&id) {
+        if let Some(holder) = self.0.pool.holder(&id).await {
             return Err(Status::already_exists(format!(
                 "container {id} already exists on agent {}",
                 holder.name

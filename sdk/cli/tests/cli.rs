@@ -115,6 +115,11 @@ fn run_passes_the_exit_code_through() {
         assert!(std::time::Instant::now() < deadline, "-d --rm left it");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Its name is free again, on the daemon too.
+    let output = e.run(&[
+        "run", "--rm", "--name", "gone", "--rootfs", &rootfs, "sh", "-c", "exit 4",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
 }
 
 #[test]
