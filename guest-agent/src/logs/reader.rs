@@ -63,6 +63,19 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
+    /// Both streams from the first entry, one entry per line, not followed.
+    pub fn everything() -> LogQuery {
+        LogQuery {
+            follow: false,
+            tail: None,
+            since: None,
+            until: None,
+            stdout: true,
+            stderr: true,
+            merge_lines: false,
+        }
+    }
+
     fn selects(&self, stream: Stream) -> bool {
         match stream {
             Stream::Stdout => self.stdout,
@@ -645,18 +658,6 @@ mod tests {
     use super::*;
     use crate::model::LogConfig;
 
-    fn all() -> LogQuery {
-        LogQuery {
-            follow: false,
-            tail: None,
-            since: None,
-            until: None,
-            stdout: true,
-            stderr: true,
-            merge_lines: false,
-        }
-    }
-
     fn config(max_size_bytes: u64, max_files: u32) -> LogConfig {
         LogConfig {
             max_size_bytes,
@@ -745,7 +746,7 @@ mod tests {
         writer.flush().unwrap();
         assert!(log_files(dir.path()).unwrap().len() > 10, "rotated");
 
-        let entries = read_all(dir.path(), all()).await;
+        let entries = read_all(dir.path(), LogQuery::everything()).await;
         assert_eq!(stream_bytes(&entries, Stream::Stdout), written[0]);
         assert_eq!(stream_bytes(&entries, Stream::Stderr), written[1]);
         let last = entries.last().unwrap();
@@ -760,7 +761,7 @@ mod tests {
             dir.path(),
             LogQuery {
                 merge_lines: true,
-                ..all()
+                ..LogQuery::everything()
             },
         )
         .await;
@@ -790,7 +791,7 @@ mod tests {
             dir.path(),
             LogQuery {
                 stdout: false,
-                ..all()
+                ..LogQuery::everything()
             },
         )
         .await;
@@ -822,10 +823,13 @@ mod tests {
         cut.extend_from_slice(b"2026-11-28T12:00:00.123456789Z stdout F thr");
         std::fs::write(&current, &cut).unwrap();
 
-        assert_eq!(text(&read_all(dir.path(), all()).await), ["one\n", "two\n"]);
+        assert_eq!(
+            text(&read_all(dir.path(), LogQuery::everything()).await),
+            ["one\n", "two\n"]
+        );
         let last = LogQuery {
             tail: Some(1),
-            ..all()
+            ..LogQuery::everything()
         };
         assert_eq!(text(&read_all(dir.path(), last).await), ["two\n"]);
     }
@@ -850,7 +854,7 @@ mod tests {
             tail: Some(n),
             stdout,
             stderr,
-            ..all()
+            ..LogQuery::everything()
         };
         let out = text(&read_all(dir.path(), tail(20, true, false)).await);
         assert_eq!(
@@ -864,7 +868,7 @@ mod tests {
         assert!(read_all(dir.path(), tail(0, true, true)).await.is_empty());
         assert_eq!(
             read_all(dir.path(), tail(1000, true, true)).await,
-            read_all(dir.path(), all()).await
+            read_all(dir.path(), LogQuery::everything()).await
         );
 
         // A long line is one line, and so is an unfinished last one.
@@ -907,19 +911,19 @@ mod tests {
         assert_eq!(len, 100 * lines as u64);
         assert_eq!((len - 2 * SCAN_BLOCK as u64) % 100, 28);
 
-        let everything = read_all(dir.path(), all()).await;
+        let everything = read_all(dir.path(), LogQuery::everything()).await;
         let stdout = read_all(
             dir.path(),
             LogQuery {
                 stderr: false,
-                ..all()
+                ..LogQuery::everything()
             },
         )
         .await;
         for n in [1, 1000, 1311, 1312, 1313, 1999, 2000, 2001] {
             let tail = LogQuery {
                 tail: Some(n),
-                ..all()
+                ..LogQuery::everything()
             };
             let expected = &everything[everything.len().saturating_sub(n as usize)..];
             assert_eq!(read_all(dir.path(), tail).await, expected, "tail {n}");
@@ -950,7 +954,7 @@ mod tests {
         let query = LogQuery {
             since: Some(at(3)),
             until: Some(at(6)),
-            ..all()
+            ..LogQuery::everything()
         };
         assert_eq!(
             text(&read_all(dir.path(), query).await),
@@ -958,7 +962,7 @@ mod tests {
         );
         let since = LogQuery {
             since: Some(at(8)),
-            ..all()
+            ..LogQuery::everything()
         };
         assert_eq!(text(&read_all(dir.path(), since).await), ["8\n", "9\n"]);
         // Following ends at the first entry at `until`, the container still
@@ -966,14 +970,14 @@ mod tests {
         let follow = LogQuery {
             follow: true,
             until: Some(at(2)),
-            ..all()
+            ..LogQuery::everything()
         };
         assert_eq!(text(&read_all(dir.path(), follow).await), ["0\n", "1\n"]);
         // ...or when `until` passes.
         let soon = LogQuery {
             follow: true,
             until: Some(SystemTime::now() + Duration::from_millis(300)),
-            ..all()
+            ..LogQuery::everything()
         };
         assert_eq!(read_all(dir.path(), soon).await.len(), 10);
     }
@@ -989,7 +993,7 @@ mod tests {
         let (finished, finished_rx) = watch::channel(false);
         let query = LogQuery {
             follow: true,
-            ..all()
+            ..LogQuery::everything()
         };
         let rx = read(path.clone(), query, finished_rx);
         let thread = std::thread::spawn(move || {
@@ -1045,7 +1049,7 @@ mod tests {
             let (finished, finished_rx) = watch::channel(false);
             let query = LogQuery {
                 follow: true,
-                ..all()
+                ..LogQuery::everything()
             };
             let mut rx = read(dir.path().to_owned(), query, finished_rx);
             let first = rx.recv().await.unwrap().unwrap();
@@ -1082,7 +1086,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let query = LogQuery {
             follow: true,
-            ..all()
+            ..LogQuery::everything()
         };
         // No files yet: a follower waits, and ends when the container has.
         let (finished, finished_rx) = watch::channel(false);

@@ -74,12 +74,7 @@ impl Runtime {
             {
                 let query = LogQuery {
                     follow: true,
-                    tail: None,
-                    since: None,
-                    until: None,
-                    stdout: true,
-                    stderr: true,
-                    merge_lines: false,
+                    ..LogQuery::everything()
                 };
                 let mut batches = logs::read(runtime.store.logs_dir(&id), query, finished);
                 while let Some(batch) = batches.recv().await {
