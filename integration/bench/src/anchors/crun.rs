@@ -16,37 +16,48 @@ pub struct Crun {
 impl Crun {
     /// A bundle running `args` on `rootfs` (crun's own default spec).
     pub fn new(rootfs: &Path, args: &[&str]) -> io::Result<Crun> {
-        let bundle = tempfile::Builder::new().prefix("bench-crun").tempdir()?;
-        let state = tempfile::Builder::new()
-            .prefix("bench-crun-state")
-            .tempdir()?;
-        run(Command::new("crun").arg("spec").current_dir(bundle.path()))?;
-        let path = bundle.path().join("config.json");
+        let crun = Crun::empty()?;
+        run(Command::new("crun")
+            .arg("spec")
+            .current_dir(crun.bundle.path()))?;
+        let path = crun.bundle.path().join("config.json");
         let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
         config["process"]["args"] = serde_json::json!(args);
         config["process"]["terminal"] = serde_json::json!(false);
         config["root"] = serde_json::json!({"path": rootfs, "readonly": false});
-        std::fs::write(&path, serde_json::to_vec(&config)?)?;
-        Ok(Crun { bundle, state })
+        crun.write_config(&config)?;
+        Ok(crun)
     }
 
     /// A bundle running `spec` (an OCI `config.json`, as our agent writes
     /// it) without its cgroup path, so that crun puts each container where
     /// it puts those of [`Crun::new`].
     pub fn with_spec(spec: &[u8]) -> io::Result<Crun> {
-        let bundle = tempfile::Builder::new().prefix("bench-crun").tempdir()?;
-        let state = tempfile::Builder::new()
-            .prefix("bench-crun-state")
-            .tempdir()?;
         let mut config: serde_json::Value = serde_json::from_slice(spec)?;
         if let Some(linux) = config["linux"].as_object_mut() {
             linux.remove("cgroupsPath");
         }
+        let crun = Crun::empty()?;
+        crun.write_config(&config)?;
+        Ok(crun)
+    }
+
+    /// An empty bundle and state root.
+    fn empty() -> io::Result<Crun> {
+        Ok(Crun {
+            bundle: tempfile::Builder::new().prefix("bench-crun").tempdir()?,
+            state: tempfile::Builder::new()
+                .prefix("bench-crun-state")
+                .tempdir()?,
+        })
+    }
+
+    /// Writes the bundle's `config.json`.
+    fn write_config(&self, config: &serde_json::Value) -> io::Result<()> {
         std::fs::write(
-            bundle.path().join("config.json"),
-            serde_json::to_vec(&config)?,
-        )?;
-        Ok(Crun { bundle, state })
+            self.bundle.path().join("config.json"),
+            serde_json::to_vec(config)?,
+        )
     }
 
     /// `crun run` to the end, as container `id`.
